@@ -1,0 +1,92 @@
+/*
+ * http.h - the HTTP server (libmicrohttpd) and what handlers see.
+ *
+ * http.c owns the MHD daemon, reads request bodies itself (counting bytes,
+ * 413 as soon as the cap is passed; MHD's PostProcessor is not used), and
+ * hands each complete request to router.c.  Handlers fill a kiln_resp;
+ * reply.c renders it.
+ */
+#ifndef KILN_HTTP_H
+#define KILN_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "kiln/auth.h"
+#include "kiln/config.h"
+#include "kiln/engine.h"
+#include "kiln/store.h"
+
+/* Everything a handler may use; lives as long as the server. */
+struct kiln_app {
+	const struct kiln_config *cfg;
+	const char *jwt_secret;
+	struct kiln_engine *engine;
+};
+
+struct kiln_req {
+	struct kiln_app *app;
+	struct MHD_Connection *conn;
+	const char *method;
+	const char *path;
+	const char *body;      /* NUL-terminated; NULL when there is none */
+	size_t body_len;
+	const char *path_id;   /* the {id} segment of the route, or NULL */
+	struct kiln_principal principal; /* set for authenticated routes */
+	struct kiln_scope scope;         /* what the principal may see */
+};
+
+struct kiln_resp {
+	unsigned status;
+	json_t *body;            /* owned */
+	char allow[64];          /* for 405: "GET, POST" */
+	int is_auth_challenge;   /* adds WWW-Authenticate: Bearer */
+	int retry_after_s;       /* > 0 adds Retry-After */
+};
+
+struct kiln_http;
+
+/* Starts listening on cfg->listen_host:listen_port.  *bound_port receives
+ * the port actually bound (useful with port 0). */
+enum kiln_rc kiln_http_start(struct kiln_app *app, struct kiln_http **out,
+			     int *bound_port, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+void kiln_http_stop(struct kiln_http *h);
+
+/* A query argument, or NULL. */
+const char *kiln_req_query(const struct kiln_req *req, const char *name);
+
+/* ---- router.c ---- */
+typedef void (*kiln_handler_fn)(struct kiln_req *req, struct kiln_resp *resp);
+/* Finds the route, authenticates when the route needs it, and runs the
+ * handler.  Fills resp in every case (404, 405, 401, ...). */
+void kiln_router_dispatch(struct kiln_req *req, struct kiln_resp *resp);
+
+/* ---- reply.c: the one place that maps errors to statuses ---- */
+/* resp takes body (steals the reference). */
+void kiln_reply_json(struct kiln_resp *resp, unsigned status, json_t *body);
+/* {"detail": "<formatted>"} */
+void kiln_reply_detail(struct kiln_resp *resp, unsigned status,
+		       const char *fmt, ...) KILN_PRINTF(3, 4);
+/* 422 {"detail": detail} (steals detail, a FastAPI error list). */
+void kiln_reply_validation(struct kiln_resp *resp, json_t *detail);
+/* Maps err->code to a status and renders err->msg. */
+void kiln_reply_error(struct kiln_resp *resp, const struct kiln_err *err);
+/* Queues resp on the connection; frees resp->body. */
+enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
+				struct kiln_resp *resp);
+
+/* ---- api_*.c handlers ---- */
+void kiln_api_healthz(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_readyz(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_workflow_list(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_workflow_get(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_workflow_patch(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_workflow_cancel(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_workflow_start(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_workflow_pause(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_workflow_resume(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_workflow_cleanup(struct kiln_req *req, struct kiln_resp *resp);
+
+#endif

@@ -1,0 +1,177 @@
+/*
+ * store.h - the only place that knows SQL.  The store is the truth: every
+ * state change is a committed transaction before anyone is told about it.
+ *
+ * Each thread gets its own SQLite connection (opened lazily by
+ * kiln_store_thread(), closed when the thread exits).  Writes are short
+ * BEGIN IMMEDIATE transactions; none stays open across a network call.
+ *
+ * Workflows and steps cross this interface as jansson objects shaped like
+ * the API's WorkflowPublic / WorkflowStepPublic, so handlers render what
+ * the store returns and the engine reads the same fields.
+ */
+#ifndef KILN_STORE_H
+#define KILN_STORE_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "kiln/common.h"
+#include "kiln/model.h"
+
+struct kiln_store;
+
+/* Opens (creating if needed) <data_dir>/kiln.db, applies migrations, and
+ * remembers the path for per-thread connections.  Call once at start-up,
+ * before any thread uses the store. */
+enum kiln_rc kiln_store_init(const char *data_dir, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+/* Closes the calling thread's connection and forgets the path. */
+void kiln_store_shutdown(void);
+
+/* The calling thread's connection, opened on first use; NULL on failure
+ * (err says why).  Borrowed: do not close it. */
+struct kiln_store *kiln_store_thread(struct kiln_err *err);
+/* Closes the calling thread's connection now (it is reopened on demand). */
+void kiln_store_thread_release(void);
+
+/* 1 if the store answers a trivial query. */
+int kiln_store_ping(struct kiln_store *st);
+
+/* ---- workflows (store_workflows.c) ---------------------------------- */
+
+/* What a caller may see: tenant NULL means everything (operator). */
+struct kiln_scope {
+	const char *tenant; /* borrowed; NULL = all tenants */
+};
+
+/*
+ * Inserts a workflow and its steps in one transaction.  wf is a validated
+ * CreateWorkflow-like object completed by the caller with "id", "status",
+ * "final_step_id", and per step "uuid", "provider", "max_retries".
+ * Times are now.  Returns KILN_OK once committed.
+ */
+enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
+					const json_t *wf, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* Renders the workflow as WorkflowPublic into *out (owned by the caller).
+ * KILN_ENOTFOUND if absent or outside scope. */
+enum kiln_rc kiln_store_get_workflow(struct kiln_store *st, const char *id,
+				     const struct kiln_scope *scope,
+				     json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+struct kiln_wf_filter {
+	const char *status;           /* NULL = any */
+	const char *origin_instance;  /* NULL = any */
+	const char *origin_tenant_id; /* NULL = any */
+	int include_deleted;
+	int64_t skip;
+	int64_t limit;
+};
+
+/* WorkflowListResponse into *out (owned by the caller). */
+enum kiln_rc kiln_store_list_workflows(struct kiln_store *st,
+				       const struct kiln_wf_filter *filter,
+				       const struct kiln_scope *scope,
+				       json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* Updates name/description/webhook_url present in patch (a validated
+ * WorkflowUpdate; name null = unchanged, others null = cleared). */
+enum kiln_rc kiln_store_patch_workflow(struct kiln_store *st, const char *id,
+				       const struct kiln_scope *scope,
+				       const json_t *patch,
+				       struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* The state changes requested through the API.  Each is one guarded
+ * transaction; KILN_ECONFLICT with a message naming the current status when
+ * the transition is not allowed, KILN_ENOTFOUND when absent/out of scope. */
+enum kiln_wf_action {
+	KILN_WF_ACTION_START,  /* PENDING -> RUNNING */
+	KILN_WF_ACTION_PAUSE,  /* RUNNING -> PAUSED */
+	KILN_WF_ACTION_RESUME, /* FAILED|PAUSED -> RUNNING, failed steps reset */
+	KILN_WF_ACTION_CANCEL, /* PENDING|RUNNING|PAUSED -> CANCELLED */
+};
+enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
+					const char *id,
+					const struct kiln_scope *scope,
+					enum kiln_wf_action action,
+					struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* Soft-deletes the workflow (and its steps).  Refused (KILN_ECONFLICT) while
+ * RUNNING or PAUSED.  *steps_out receives [{id, step_id, task_type}] for the
+ * caller's file clean-up (owned by the caller). */
+enum kiln_rc kiln_store_soft_delete_workflow(struct kiln_store *st,
+					     const char *id,
+					     const struct kiln_scope *scope,
+					     json_t **steps_out,
+					     struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* ---- engine (store_engine.c) ------------------------------------------ */
+
+/*
+ * Advances a RUNNING workflow: marks COMPLETED when every step is, else
+ * marks PENDING steps whose dependencies are all COMPLETED as READY.
+ * Writes the uuids of all READY steps of the workflow into *ready (a new
+ * JSON array of strings, owned by the caller).
+ */
+enum kiln_rc kiln_store_advance(struct kiln_store *st, const char *wf_id,
+				json_t **ready, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/*
+ * Claims a READY step of a RUNNING workflow for owner (READY -> RUNNING,
+ * new task_id, started_at, lease until lease_until_ms).  On success *claim
+ * receives {"uuid","workflow_id","step_id","task_type","provider",
+ * "task_id","config","input_mappings","results":{step_id: result,...}}
+ * (owned).  KILN_ECONFLICT when the step is no longer READY or its workflow
+ * not RUNNING (someone else has it, or it was paused/cancelled).
+ */
+enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
+				   const char *step_uuid, const char *owner,
+				   int64_t lease_until_ms, json_t **claim,
+				   struct kiln_err *err) KILN_WARN_UNUSED;
+
+/*
+ * Records the end of a RUNNING step's attempt task_id: result (borrowed)
+ * when ok, else error_message.  A failed step fails its workflow (if not
+ * already terminal).  Ignored (KILN_ECONFLICT) if the step is no longer
+ * RUNNING that attempt (cancelled, reset).  *wf_id_out (37 bytes) receives
+ * the workflow id.
+ */
+enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
+				    const char *step_uuid, const char *task_id,
+				    const json_t *result,
+				    const char *error_message,
+				    char wf_id_out[KILN_UUID_LEN],
+				    struct kiln_err *err) KILN_WARN_UNUSED;
+
+/*
+ * Start-up recovery: steps left RUNNING by a previous process go back to
+ * READY (their workflow is RUNNING) or PENDING (otherwise).  *running
+ * receives the ids of all RUNNING workflows (owned JSON array).
+ */
+enum kiln_rc kiln_store_recover(struct kiln_store *st, json_t **running,
+				struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* ---- helpers shared by store_*.c (not for other modules) ----------- */
+sqlite3 *kiln_store_db(struct kiln_store *st);
+/* Prepared statement cached per connection, keyed by the SQL text pointer's
+ * content.  Reset and cleared before it is returned. */
+sqlite3_stmt *kiln_store_stmt(struct kiln_store *st, const char *sql,
+			      struct kiln_err *err);
+enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+void kiln_store_rollback(struct kiln_store *st);
+/* Maps an sqlite result code to KILN_EBUSY (busy/locked/full) or KILN_EIO,
+ * copying sqlite3_errmsg into err. */
+enum kiln_rc kiln_store_fail(struct kiln_store *st, int src,
+			     struct kiln_err *err);
+
+#endif

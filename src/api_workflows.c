@@ -1,0 +1,322 @@
+/*
+ * api_workflows.c - /api/v1/workflows: create, list, get, patch, cancel,
+ * start, pause, resume, cleanup.
+ *
+ * Handlers validate, write, answer: they never wait on providers.  Each
+ * state change is committed by the store before the answer is rendered,
+ * and the engine is kicked after the commit.
+ */
+#include <string.h>
+
+#include "kiln/artifacts.h"
+#include "kiln/json_spec.h"
+#include "kiln/workflow_validate.h"
+#include "kiln/http.h"
+
+/* The calling thread's store, or a 503 already in resp. */
+static struct kiln_store *store_or_reply(struct kiln_resp *resp)
+{
+	struct kiln_err err = {0};
+	struct kiln_store *st = kiln_store_thread(&err);
+
+	if (st == NULL) {
+		err.code = KILN_EBUSY;
+		kiln_reply_error(resp, &err);
+	}
+	return st;
+}
+
+/* Parses the JSON body; NULL with a 422 in resp when absent or invalid. */
+static json_t *body_or_reply(struct kiln_req *req, struct kiln_resp *resp)
+{
+	json_error_t jerr;
+	json_t *body;
+
+	if (req->body == NULL || req->body_len == 0) {
+		kiln_reply_validation(resp,
+				      json_pack("[{sss[s]ss}]", "type",
+						"missing", "loc", "body", "msg",
+						"Field required"));
+		return NULL;
+	}
+	body = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &jerr);
+	if (body == NULL) {
+		kiln_reply_validation(
+			resp, json_pack("[{sss[sI]sss{ss}}]", "type",
+					"json_invalid", "loc", "body",
+					(json_int_t)jerr.position, "msg",
+					"JSON decode error", "ctx", "error",
+					jerr.text));
+		return NULL;
+	}
+	return body;
+}
+
+/* Checks the {workflow_id} path segment; 422 when not a UUID. */
+static int id_or_reply(struct kiln_req *req, struct kiln_resp *resp)
+{
+	if (kiln_uuid_is_valid(req->path_id))
+		return 0;
+	kiln_reply_validation(
+		resp, json_pack("[{sss[ss]ss}]", "type", "uuid_parsing", "loc",
+				"path", "workflow_id", "msg",
+				"Input should be a valid UUID"));
+	return -1;
+}
+
+/* Answers 200 (or status) with the current WorkflowPublic of id. */
+static void reply_workflow(struct kiln_store *st, struct kiln_req *req,
+			   const char *id, unsigned status,
+			   struct kiln_resp *resp)
+{
+	struct kiln_err err = {0};
+	json_t *wf = NULL;
+
+	if (kiln_store_get_workflow(st, id, &req->scope, &wf, &err) !=
+	    KILN_OK) {
+		kiln_reply_error(resp, &err);
+		return;
+	}
+	kiln_reply_json(resp, status, wf);
+}
+
+/* A tenant's token creates only for its own tenant. */
+static int tenant_or_reply(struct kiln_req *req, json_t *wf,
+			   struct kiln_resp *resp)
+{
+	const char *asked;
+
+	if (!req->principal.has_tenant)
+		return 0;
+	asked = json_string_value(json_object_get(wf, "origin_tenant_id"));
+	if (asked != NULL && strcmp(asked, req->principal.tenant) != 0) {
+		kiln_reply_detail(resp, MHD_HTTP_FORBIDDEN,
+				  "token for tenant '%s' cannot create"
+				  " workflows for tenant '%s'",
+				  req->principal.tenant, asked);
+		return -1;
+	}
+	json_object_set_new(wf, "origin_tenant_id",
+			    json_string(req->principal.tenant));
+	return 0;
+}
+
+void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
+{
+	json_t *detail = json_array();
+	json_t *body = NULL, *wf = NULL;
+	struct kiln_err err = {0};
+	struct kiln_store *st;
+	char id[KILN_UUID_LEN];
+	int start = 1;
+
+	kiln_query_bool(detail, "start", kiln_req_query(req, "start"), 1,
+			&start);
+	body = body_or_reply(req, resp);
+	if (body == NULL)
+		goto out;
+	wf = kiln_workflow_validate_create(body, req->app->cfg, detail);
+	if (json_array_size(detail) > 0) {
+		kiln_reply_validation(resp, detail);
+		detail = NULL;
+		goto out;
+	}
+	if (tenant_or_reply(req, wf, resp) != 0)
+		goto out;
+	st = store_or_reply(resp);
+	if (st == NULL)
+		goto out;
+	kiln_uuid_new(id);
+	json_object_set_new(wf, "id", json_string(id));
+	json_object_set_new(wf, "status",
+			    json_string(start ? "RUNNING" : "PENDING"));
+	if (kiln_store_insert_workflow(st, wf, &err) != KILN_OK) {
+		kiln_reply_error(resp, &err);
+		goto out;
+	}
+	if (start)
+		kiln_engine_kick(req->app->engine, id);
+	reply_workflow(st, req, id, MHD_HTTP_CREATED, resp);
+out:
+	json_decref(detail);
+	json_decref(body);
+	json_decref(wf);
+}
+
+void kiln_api_workflow_list(struct kiln_req *req, struct kiln_resp *resp)
+{
+	json_t *detail = json_array();
+	struct kiln_wf_filter f = {0};
+	enum kiln_wf_status status;
+	struct kiln_err err = {0};
+	long long skip = 0, limit = 50;
+	struct kiln_store *st;
+	json_t *list = NULL;
+
+	f.status = kiln_req_query(req, "status");
+	f.origin_instance = kiln_req_query(req, "origin_instance");
+	f.origin_tenant_id = kiln_req_query(req, "origin_tenant_id");
+	if (f.status && kiln_wf_status_parse(f.status, &status) != 0) {
+		json_t *loc = json_pack("[ss]", "query", "status");
+
+		kiln_detail_add(detail, loc, "enum",
+				"Input should be 'PENDING', 'RUNNING',"
+				" 'PAUSED', 'COMPLETED', 'FAILED' or"
+				" 'CANCELLED'");
+		json_decref(loc);
+	}
+	kiln_query_bool(detail, "include_deleted",
+			kiln_req_query(req, "include_deleted"), 0,
+			&f.include_deleted);
+	kiln_query_int(detail, "skip", kiln_req_query(req, "skip"), 0, 0,
+		       INT64_MAX / 2, &skip);
+	kiln_query_int(detail, "limit", kiln_req_query(req, "limit"), 50, 1,
+		       1000, &limit);
+	if (json_array_size(detail) > 0) {
+		kiln_reply_validation(resp, detail);
+		return;
+	}
+	json_decref(detail);
+	f.skip = skip;
+	f.limit = limit;
+	st = store_or_reply(resp);
+	if (st == NULL)
+		return;
+	if (kiln_store_list_workflows(st, &f, &req->scope, &list, &err) !=
+	    KILN_OK) {
+		kiln_reply_error(resp, &err);
+		return;
+	}
+	kiln_reply_json(resp, MHD_HTTP_OK, list);
+}
+
+void kiln_api_workflow_get(struct kiln_req *req, struct kiln_resp *resp)
+{
+	struct kiln_store *st;
+
+	if (id_or_reply(req, resp) != 0)
+		return;
+	st = store_or_reply(resp);
+	if (st != NULL)
+		reply_workflow(st, req, req->path_id, MHD_HTTP_OK, resp);
+}
+
+void kiln_api_workflow_patch(struct kiln_req *req, struct kiln_resp *resp)
+{
+	json_t *detail = json_array();
+	struct kiln_err err = {0};
+	struct kiln_store *st;
+	json_t *body;
+
+	if (id_or_reply(req, resp) != 0)
+		goto out;
+	body = body_or_reply(req, resp);
+	if (body == NULL)
+		goto out;
+	if (kiln_workflow_validate_update(body, detail) != 0) {
+		json_decref(body);
+		kiln_reply_validation(resp, detail);
+		return;
+	}
+	st = store_or_reply(resp);
+	if (st != NULL) {
+		if (kiln_store_patch_workflow(st, req->path_id, &req->scope,
+					      body, &err) != KILN_OK)
+			kiln_reply_error(resp, &err);
+		else
+			reply_workflow(st, req, req->path_id, MHD_HTTP_OK,
+				       resp);
+	}
+	json_decref(body);
+out:
+	json_decref(detail);
+}
+
+/* start, pause, resume, cancel: a guarded transition, then a kick. */
+static void transition(struct kiln_req *req, struct kiln_resp *resp,
+		       enum kiln_wf_action action)
+{
+	struct kiln_err err = {0};
+	struct kiln_store *st;
+
+	if (id_or_reply(req, resp) != 0)
+		return;
+	st = store_or_reply(resp);
+	if (st == NULL)
+		return;
+	if (kiln_store_workflow_action(st, req->path_id, &req->scope, action,
+				       &err) != KILN_OK) {
+		kiln_reply_error(resp, &err);
+		return;
+	}
+	if (action == KILN_WF_ACTION_START || action == KILN_WF_ACTION_RESUME)
+		kiln_engine_kick(req->app->engine, req->path_id);
+	reply_workflow(st, req, req->path_id, MHD_HTTP_OK, resp);
+}
+
+void kiln_api_workflow_cancel(struct kiln_req *req, struct kiln_resp *resp)
+{
+	transition(req, resp, KILN_WF_ACTION_CANCEL);
+}
+
+void kiln_api_workflow_start(struct kiln_req *req, struct kiln_resp *resp)
+{
+	transition(req, resp, KILN_WF_ACTION_START);
+}
+
+void kiln_api_workflow_pause(struct kiln_req *req, struct kiln_resp *resp)
+{
+	transition(req, resp, KILN_WF_ACTION_PAUSE);
+}
+
+void kiln_api_workflow_resume(struct kiln_req *req, struct kiln_resp *resp)
+{
+	transition(req, resp, KILN_WF_ACTION_RESUME);
+}
+
+void kiln_api_workflow_cleanup(struct kiln_req *req, struct kiln_resp *resp)
+{
+	json_t *detail = json_array();
+	json_t *steps = NULL, *cleanup, *wf = NULL;
+	struct kiln_err err = {0};
+	struct kiln_store *st;
+	int cleanup_tasks = 1;
+
+	kiln_query_bool(detail, "cleanup_tasks",
+			kiln_req_query(req, "cleanup_tasks"), 1,
+			&cleanup_tasks);
+	if (id_or_reply(req, resp) != 0)
+		goto out;
+	if (json_array_size(detail) > 0) {
+		kiln_reply_validation(resp, detail);
+		detail = NULL;
+		goto out;
+	}
+	st = store_or_reply(resp);
+	if (st == NULL)
+		goto out;
+	if (kiln_store_soft_delete_workflow(st, req->path_id, &req->scope,
+					    &steps, &err) != KILN_OK) {
+		kiln_reply_error(resp, &err);
+		goto out;
+	}
+	if (cleanup_tasks)
+		cleanup = kiln_artifacts_cleanup(req->app->cfg->data_dir,
+						 req->path_id, steps);
+	else
+		cleanup = json_pack("{sisis[]s[]}", "tasks_processed", 0,
+				    "tasks_cleaned", 0, "deleted_paths",
+				    "errors");
+	if (kiln_store_get_workflow(st, req->path_id, &req->scope, &wf,
+				    &err) != KILN_OK) {
+		json_decref(cleanup);
+		kiln_reply_error(resp, &err);
+		goto out;
+	}
+	kiln_reply_json(resp, MHD_HTTP_OK,
+			json_pack("{soso}", "workflow", wf, "cleanup",
+				  cleanup));
+out:
+	json_decref(detail);
+	json_decref(steps);
+}

@@ -1,0 +1,41 @@
+/*
+ * clock.c - wall and monotonic clocks in milliseconds, RFC 3339 rendering.
+ */
+#include <stdio.h>
+#include <time.h>
+
+#include "kiln/common.h"
+
+int64_t kiln_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t kiln_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kiln_rfc3339(int64_t ms, char out[KILN_RFC3339_LEN])
+{
+	time_t secs = (time_t)(ms / 1000);
+	int millis = (int)(ms % 1000);
+	struct tm tm;
+	char buf[96]; /* room for any int year, to keep -Wformat happy */
+
+	if (millis < 0) {
+		millis += 1000;
+		secs -= 1;
+	}
+	gmtime_r(&secs, &tm);
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, millis);
+	kiln_strlcpy(out, buf, KILN_RFC3339_LEN);
+}

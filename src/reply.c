@@ -1,0 +1,115 @@
+/*
+ * reply.c - the only place that maps error codes to HTTP statuses and
+ * renders errors: {"detail": "..."} for client errors, FastAPI's list for
+ * validation (422), and a logged, generic 500 for our own failures.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kiln/http.h"
+#include "kiln/log.h"
+
+void kiln_reply_json(struct kiln_resp *resp, unsigned status, json_t *body)
+{
+	json_decref(resp->body);
+	resp->status = status;
+	resp->body = body;
+}
+
+void kiln_reply_detail(struct kiln_resp *resp, unsigned status,
+		       const char *fmt, ...)
+{
+	char msg[KILN_ERR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	kiln_reply_json(resp, status, json_pack("{ss}", "detail", msg));
+}
+
+void kiln_reply_validation(struct kiln_resp *resp, json_t *detail)
+{
+	kiln_reply_json(resp, MHD_HTTP_UNPROCESSABLE_CONTENT,
+			json_pack("{so}", "detail", detail));
+}
+
+void kiln_reply_error(struct kiln_resp *resp, const struct kiln_err *err)
+{
+	switch (err->code) {
+	case KILN_EINVAL:
+		kiln_reply_validation(
+			resp, json_pack("[{s[ss]ssss}]", "loc", "body",
+					err->field[0] ? err->field : "body",
+					"msg", err->msg, "type",
+					"value_error"));
+		return;
+	case KILN_ENOTFOUND:
+		kiln_reply_detail(resp, MHD_HTTP_NOT_FOUND, "%s", err->msg);
+		return;
+	case KILN_ECONFLICT:
+		kiln_reply_detail(resp, MHD_HTTP_CONFLICT, "%s", err->msg);
+		return;
+	case KILN_EFORBIDDEN:
+		kiln_reply_detail(resp, MHD_HTTP_FORBIDDEN, "%s", err->msg);
+		return;
+	case KILN_EAUTH:
+		kiln_reply_detail(resp, MHD_HTTP_UNAUTHORIZED, "%s", err->msg);
+		resp->is_auth_challenge = 1;
+		return;
+	case KILN_ETOOBIG:
+		kiln_reply_detail(resp, MHD_HTTP_CONTENT_TOO_LARGE, "%s",
+				  err->msg);
+		return;
+	case KILN_EBUSY:
+		kiln_log(KILN_LOG_WARN, "store busy: %s", err->msg);
+		kiln_reply_detail(resp, MHD_HTTP_SERVICE_UNAVAILABLE,
+				  "store busy, retry shortly");
+		resp->retry_after_s = 1;
+		return;
+	default:
+		kiln_log(KILN_LOG_ERROR, "internal error (%s): %s",
+			 kiln_rc_name(err->code), err->msg);
+		kiln_reply_detail(resp, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				  "internal error");
+		return;
+	}
+}
+
+enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
+				struct kiln_resp *resp)
+{
+	struct MHD_Response *r;
+	char *text;
+	enum MHD_Result ret;
+	char num[16];
+
+	if (resp->body == NULL)
+		resp->body = json_object();
+	text = json_dumps(resp->body, JSON_COMPACT);
+	json_decref(resp->body);
+	resp->body = NULL;
+	if (text == NULL)
+		return MHD_NO;
+	r = MHD_create_response_from_buffer(strlen(text), text,
+					    MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/json");
+	if (resp->allow[0])
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, resp->allow);
+	if (resp->is_auth_challenge)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer");
+	if (resp->retry_after_s > 0) {
+		snprintf(num, sizeof(num), "%d", resp->retry_after_s);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
+	}
+	ret = MHD_queue_response(conn, resp->status ? resp->status : 500, r);
+	MHD_destroy_response(r);
+	return ret;
+}

@@ -1,0 +1,126 @@
+/*
+ * router.c - the route table: {method, pattern, needs_auth, handler}.
+ *
+ * A path matches a pattern segment by segment; "{id}" matches any one
+ * segment and is handed to the handler as req->path_id.  One trailing
+ * slash is ignored.  No match: 404.  A match with another method: 405 with
+ * Allow.  Routing happens before authentication, as in FastAPI.
+ */
+#include <string.h>
+
+#include "kiln/http.h"
+
+struct route {
+	const char *method;
+	const char *pattern;
+	int needs_auth;
+	kiln_handler_fn handler;
+};
+
+#define WF "/api/v1/workflows"
+
+static const struct route routes[] = {
+	{"GET", "/healthz", 0, kiln_api_healthz},
+	{"GET", "/readyz", 0, kiln_api_readyz},
+	{"POST", WF, 1, kiln_api_workflow_create},
+	{"GET", WF, 1, kiln_api_workflow_list},
+	{"GET", WF "/{id}", 1, kiln_api_workflow_get},
+	{"PATCH", WF "/{id}", 1, kiln_api_workflow_patch},
+	{"DELETE", WF "/{id}", 1, kiln_api_workflow_cancel},
+	{"POST", WF "/{id}/start", 1, kiln_api_workflow_start},
+	{"POST", WF "/{id}/pause", 1, kiln_api_workflow_pause},
+	{"POST", WF "/{id}/resume", 1, kiln_api_workflow_resume},
+	{"POST", WF "/{id}/cleanup", 1, kiln_api_workflow_cleanup},
+};
+
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+#define MAX_PATH 1024
+
+/* Matches path (without trailing slash) against pattern; on success the
+ * {id} segment is copied into id (size idlen). */
+static int match(const char *pattern, const char *path, char *id,
+		 size_t idlen)
+{
+	const char *p = pattern, *s = path;
+
+	while (*p && *s) {
+		if (strncmp(p, "{id}", 4) == 0) {
+			size_t n = strcspn(s, "/");
+
+			if (n == 0 || n >= idlen)
+				return 0;
+			memcpy(id, s, n);
+			id[n] = '\0';
+			p += 4;
+			s += n;
+			continue;
+		}
+		if (*p != *s)
+			return 0;
+		p++;
+		s++;
+	}
+	return *p == '\0' && *s == '\0';
+}
+
+void kiln_router_dispatch(struct kiln_req *req, struct kiln_resp *resp)
+{
+	char path[MAX_PATH];
+	char id[256];
+	size_t len = strlen(req->path), i;
+	const struct route *found = NULL;
+	struct kiln_err err = {0};
+	int path_known = 0;
+
+	if (len >= sizeof(path)) {
+		kiln_reply_detail(resp, MHD_HTTP_NOT_FOUND, "Not Found");
+		return;
+	}
+	memcpy(path, req->path, len + 1);
+	if (len > 1 && path[len - 1] == '/')
+		path[len - 1] = '\0';
+	resp->allow[0] = '\0';
+	for (i = 0; i < N_ROUTES; i++) {
+		if (!match(routes[i].pattern, path, id, sizeof(id)))
+			continue;
+		path_known = 1;
+		if (strcmp(routes[i].method, req->method) == 0) {
+			found = &routes[i];
+			break;
+		}
+		if (resp->allow[0])
+			strncat(resp->allow, ", ",
+				sizeof(resp->allow) - strlen(resp->allow) - 1);
+		strncat(resp->allow, routes[i].method,
+			sizeof(resp->allow) - strlen(resp->allow) - 1);
+	}
+	if (found == NULL) {
+		if (path_known) {
+			kiln_reply_detail(resp, MHD_HTTP_METHOD_NOT_ALLOWED,
+					  "Method Not Allowed");
+		} else {
+			resp->allow[0] = '\0';
+			kiln_reply_detail(resp, MHD_HTTP_NOT_FOUND,
+					  "Not Found");
+		}
+		return;
+	}
+	resp->allow[0] = '\0';
+	req->path_id = strstr(found->pattern, "{id}") ? id : NULL;
+	if (found->needs_auth) {
+		const char *h = MHD_lookup_connection_value(
+			req->conn, MHD_HEADER_KIND,
+			MHD_HTTP_HEADER_AUTHORIZATION);
+
+		if (kiln_auth_verify(h, req->app->jwt_secret,
+				     kiln_now_ms() / 1000, &req->principal,
+				     &err) != KILN_OK) {
+			kiln_reply_error(resp, &err);
+			return;
+		}
+		req->scope.tenant = req->principal.has_tenant
+					    ? req->principal.tenant
+					    : NULL;
+	}
+	found->handler(req, resp);
+}

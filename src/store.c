@@ -1,0 +1,258 @@
+/*
+ * store.c - SQLite connections, one per thread, and the transaction and
+ * statement helpers the store_*.c files share.
+ *
+ * Design: kiln_store_init() opens the database once to apply migrations,
+ * then every thread (HTTP, workers) opens its own connection on first use
+ * through a pthread key, so no connection is ever shared between threads
+ * and the key's destructor closes it when the thread exits.  WAL lets the
+ * readers run beside the single writer; busy_timeout absorbs short waits
+ * for the write lock; foreign keys are on.  Prepared statements are cached
+ * per connection (a small array searched by SQL text) because the same few
+ * statements run millions of times.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kiln/log.h"
+#include "kiln/migrate.h"
+#include "kiln/store.h"
+
+#define STMT_CACHE_MAX 64
+#define BUSY_TIMEOUT_MS 5000
+
+struct cached_stmt {
+	const char *sql; /* static string from the store_*.c files */
+	sqlite3_stmt *stmt;
+};
+
+struct kiln_store {
+	sqlite3 *db;
+	struct cached_stmt stmts[STMT_CACHE_MAX];
+	size_t n_stmts;
+};
+
+static char *db_path;
+static pthread_key_t conn_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static void store_close(struct kiln_store *st)
+{
+	size_t i;
+
+	if (st == NULL)
+		return;
+	for (i = 0; i < st->n_stmts; i++)
+		sqlite3_finalize(st->stmts[i].stmt);
+	sqlite3_close(st->db);
+	free(st);
+}
+
+static void conn_destructor(void *p)
+{
+	store_close(p);
+}
+
+static void make_key(void)
+{
+	pthread_key_create(&conn_key, conn_destructor);
+}
+
+enum kiln_rc kiln_store_fail(struct kiln_store *st, int src,
+			     struct kiln_err *err)
+{
+	int base = src & 0xff;
+	const char *msg = st && st->db ? sqlite3_errmsg(st->db)
+				       : sqlite3_errstr(src);
+
+	if (base == SQLITE_BUSY || base == SQLITE_LOCKED || base == SQLITE_FULL)
+		return kiln_err_set(err, KILN_EBUSY, "", "store busy: %s", msg);
+	return kiln_err_set(err, KILN_EIO, "", "store error: %s", msg);
+}
+
+static enum kiln_rc store_open(const char *path, struct kiln_store **out,
+			       struct kiln_err *err)
+{
+	struct kiln_store *st;
+	char *errmsg = NULL;
+	int rc;
+
+	st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
+	rc = sqlite3_open_v2(path, &st->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		kiln_err_set(err, KILN_EIO, "", "cannot open %s: %s", path,
+			     st->db ? sqlite3_errmsg(st->db)
+				    : sqlite3_errstr(rc));
+		store_close(st);
+		return KILN_EIO;
+	}
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	rc = sqlite3_exec(st->db,
+			  "PRAGMA journal_mode=WAL;"
+			  "PRAGMA synchronous=NORMAL;"
+			  "PRAGMA foreign_keys=ON;",
+			  NULL, NULL, &errmsg);
+	if (rc != SQLITE_OK) {
+		kiln_err_set(err, KILN_EIO, "", "cannot configure %s: %s", path,
+			     errmsg ? errmsg : sqlite3_errstr(rc));
+		sqlite3_free(errmsg);
+		store_close(st);
+		return KILN_EIO;
+	}
+	*out = st;
+	return KILN_OK;
+}
+
+enum kiln_rc kiln_store_init(const char *data_dir, struct kiln_err *err)
+{
+	struct kiln_store *st = NULL;
+	size_t len = strlen(data_dir) + sizeof("/kiln.db");
+	enum kiln_rc rc;
+
+	pthread_once(&key_once, make_key);
+	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
+		return kiln_err_set(err, KILN_EIO, "data_dir",
+				    "cannot create %s: %s", data_dir,
+				    strerror(errno));
+	free(db_path);
+	db_path = malloc(len);
+	if (db_path == NULL)
+		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
+	snprintf(db_path, len, "%s/kiln.db", data_dir);
+	rc = store_open(db_path, &st, err);
+	if (rc != KILN_OK)
+		return rc;
+	rc = kiln_migrate(st->db, err);
+	if (rc != KILN_OK) {
+		store_close(st);
+		return rc;
+	}
+	pthread_setspecific(conn_key, st);
+	return KILN_OK;
+}
+
+void kiln_store_shutdown(void)
+{
+	kiln_store_thread_release();
+	free(db_path);
+	db_path = NULL;
+}
+
+struct kiln_store *kiln_store_thread(struct kiln_err *err)
+{
+	struct kiln_store *st;
+
+	pthread_once(&key_once, make_key);
+	st = pthread_getspecific(conn_key);
+	if (st != NULL)
+		return st;
+	if (db_path == NULL) {
+		kiln_err_set(err, KILN_EIO, "", "store not initialised");
+		return NULL;
+	}
+	if (store_open(db_path, &st, err) != KILN_OK)
+		return NULL;
+	pthread_setspecific(conn_key, st);
+	return st;
+}
+
+void kiln_store_thread_release(void)
+{
+	struct kiln_store *st;
+
+	pthread_once(&key_once, make_key);
+	st = pthread_getspecific(conn_key);
+	pthread_setspecific(conn_key, NULL);
+	store_close(st);
+}
+
+int kiln_store_ping(struct kiln_store *st)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, "SELECT 1", NULL);
+
+	return s != NULL && sqlite3_step(s) == SQLITE_ROW;
+}
+
+sqlite3 *kiln_store_db(struct kiln_store *st)
+{
+	return st->db;
+}
+
+sqlite3_stmt *kiln_store_stmt(struct kiln_store *st, const char *sql,
+			      struct kiln_err *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < st->n_stmts; i++) {
+		if (st->stmts[i].sql == sql ||
+		    strcmp(st->stmts[i].sql, sql) == 0) {
+			stmt = st->stmts[i].stmt;
+			sqlite3_reset(stmt);
+			sqlite3_clear_bindings(stmt);
+			return stmt;
+		}
+	}
+	rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+				&stmt, NULL);
+	if (rc != SQLITE_OK) {
+		kiln_store_fail(st, rc, err);
+		return NULL;
+	}
+	if (st->n_stmts < STMT_CACHE_MAX) {
+		st->stmts[st->n_stmts].sql = sql;
+		st->stmts[st->n_stmts].stmt = stmt;
+		st->n_stmts++;
+		return stmt;
+	}
+	/* Cache full: a programming error (too many distinct statements). */
+	kiln_log(KILN_LOG_ERROR, "statement cache full; raise STMT_CACHE_MAX");
+	sqlite3_finalize(stmt);
+	kiln_err_set(err, KILN_EIO, "", "statement cache full");
+	return NULL;
+}
+
+static enum kiln_rc exec_simple(struct kiln_store *st, const char *sql,
+				struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+	int rc;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return kiln_store_fail(st, rc, err);
+	return KILN_OK;
+}
+
+enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
+{
+	return exec_simple(st, "BEGIN IMMEDIATE", err);
+}
+
+enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
+{
+	enum kiln_rc rc = exec_simple(st, "COMMIT", err);
+
+	if (rc != KILN_OK)
+		kiln_store_rollback(st);
+	return rc;
+}
+
+void kiln_store_rollback(struct kiln_store *st)
+{
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}

@@ -1,0 +1,473 @@
+/*
+ * store_engine.c - the state changes the engine makes: advancing a
+ * workflow's DAG, claiming a READY step, recording a step's end, and
+ * recovering after a crash.
+ *
+ * Every function here is one BEGIN IMMEDIATE transaction.  Claims and
+ * finishes are guarded updates (`WHERE status = 'READY'`, `WHERE status =
+ * 'RUNNING' AND task_id = ?`) checked with sqlite3_changes(), so a step is
+ * run by one worker at a time and a late answer for a cancelled or reset
+ * attempt is dropped instead of overwriting newer state.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln/dag.h"
+#include "kiln/store.h"
+#include "store_row.h"
+
+static enum kiln_rc step_done(struct kiln_store *st, sqlite3_stmt *s,
+			      int src, struct kiln_err *err)
+{
+	sqlite3_reset(s);
+	return src == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, src, err);
+}
+
+/* Runs a statement with ?1 = text id, ?2 = now; expects no rows. */
+static enum kiln_rc exec_id_now(struct kiln_store *st, const char *sql,
+				const char *id, int64_t now,
+				struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, now);
+	return step_done(st, s, sqlite3_step(s), err);
+}
+
+/* ---- advance --------------------------------------------------------- */
+
+struct step_graph {
+	size_t n;
+	struct kiln_dag_node *nodes;
+	enum kiln_step_status *status;
+	char **uuids;
+	json_t **deps; /* parsed dependency arrays */
+	const char ***dep_ids;
+};
+
+static void graph_free(struct step_graph *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		free(g->uuids[i]);
+		free((void *)g->nodes[i].id);
+		json_decref(g->deps[i]);
+		free(g->dep_ids[i]);
+	}
+	free(g->nodes);
+	free(g->status);
+	free(g->uuids);
+	free(g->deps);
+	free(g->dep_ids);
+	memset(g, 0, sizeof(*g));
+}
+
+static enum kiln_rc graph_load(struct kiln_store *st, const char *wf_id,
+			       struct step_graph *g, struct kiln_err *err)
+{
+	static const char sql[] =
+		"SELECT id, step_id, status, dependencies FROM steps"
+		" WHERE workflow_id = ?1 ORDER BY position";
+	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+	size_t cap = 0;
+	int src;
+
+	memset(g, 0, sizeof(*g));
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, wf_id, -1, SQLITE_TRANSIENT);
+	while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+		size_t i = g->n, j;
+		json_t *deps;
+
+		if (i == cap) {
+			cap = cap ? cap * 2 : 8;
+			g->nodes = realloc(g->nodes, cap * sizeof(*g->nodes));
+			g->status = realloc(g->status, cap * sizeof(*g->status));
+			g->uuids = realloc(g->uuids, cap * sizeof(*g->uuids));
+			g->deps = realloc(g->deps, cap * sizeof(*g->deps));
+			g->dep_ids = realloc(g->dep_ids,
+					     cap * sizeof(*g->dep_ids));
+			if (!g->nodes || !g->status || !g->uuids || !g->deps ||
+			    !g->dep_ids)
+				abort(); /* out of memory: nothing sane left */
+		}
+		g->uuids[i] = strdup((const char *)sqlite3_column_text(s, 0));
+		g->nodes[i].id = strdup((const char *)sqlite3_column_text(s, 1));
+		if (kiln_step_status_parse(
+			    (const char *)sqlite3_column_text(s, 2),
+			    &g->status[i]) != 0)
+			g->status[i] = KILN_STEP_PENDING;
+		deps = kiln_col_json(s, 3);
+		g->deps[i] = deps;
+		g->dep_ids[i] = calloc(json_array_size(deps) + 1,
+				       sizeof(char *));
+		for (j = 0; j < json_array_size(deps); j++)
+			g->dep_ids[i][j] =
+				json_string_value(json_array_get(deps, j));
+		g->nodes[i].deps = g->dep_ids[i];
+		g->nodes[i].n_deps = json_array_size(deps);
+		g->n++;
+	}
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		graph_free(g);
+		return kiln_store_fail(st, src, err);
+	}
+	return KILN_OK;
+}
+
+static enum kiln_rc workflow_status(struct kiln_store *st, const char *id,
+				    enum kiln_wf_status *out,
+				    struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(
+		st, "SELECT status FROM workflows WHERE id = ?1", err);
+	enum kiln_rc rc = KILN_OK;
+	int src;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	src = sqlite3_step(s);
+	if (src == SQLITE_ROW) {
+		if (kiln_wf_status_parse((const char *)sqlite3_column_text(s, 0),
+					 out) != 0)
+			rc = kiln_err_set(err, KILN_EIO, "", "corrupt status");
+	} else if (src == SQLITE_DONE) {
+		rc = kiln_err_set(err, KILN_ENOTFOUND, "",
+				  "Workflow %s not found", id);
+	} else {
+		rc = kiln_store_fail(st, src, err);
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+static enum kiln_rc mark_ready(struct kiln_store *st, struct step_graph *g,
+			       int64_t now, struct kiln_err *err)
+{
+	static const char sql[] =
+		"UPDATE steps SET status = 'READY', updated_at = ?2"
+		" WHERE id = ?1 AND status = 'PENDING'";
+	size_t *ready = malloc((g->n + 1) * sizeof(*ready));
+	size_t n_ready, i;
+	enum kiln_rc rc = KILN_OK;
+
+	if (ready == NULL)
+		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
+	n_ready = kiln_dag_ready(g->nodes, g->n, g->status, ready);
+	for (i = 0; i < n_ready && rc == KILN_OK; i++) {
+		rc = exec_id_now(st, sql, g->uuids[ready[i]], now, err);
+		g->status[ready[i]] = KILN_STEP_READY;
+	}
+	free(ready);
+	return rc;
+}
+
+enum kiln_rc kiln_store_advance(struct kiln_store *st, const char *wf_id,
+				json_t **ready_out, struct kiln_err *err)
+{
+	static const char sql_complete[] =
+		"UPDATE workflows SET status = 'COMPLETED', completed_at = ?2,"
+		" completed_steps = total_steps, updated_at = ?2"
+		" WHERE id = ?1 AND status = 'RUNNING'";
+	struct step_graph g = {0};
+	enum kiln_wf_status wf_status;
+	json_t *ready = json_array();
+	int64_t now = kiln_now_ms();
+	size_t i, n_done = 0;
+	enum kiln_rc rc;
+
+	rc = kiln_store_begin(st, err);
+	if (rc != KILN_OK)
+		goto out;
+	rc = workflow_status(st, wf_id, &wf_status, err);
+	if (rc != KILN_OK || wf_status != KILN_WF_RUNNING)
+		goto done;
+	rc = graph_load(st, wf_id, &g, err);
+	if (rc != KILN_OK)
+		goto done;
+	for (i = 0; i < g.n; i++)
+		n_done += g.status[i] == KILN_STEP_COMPLETED;
+	if (n_done == g.n) {
+		rc = exec_id_now(st, sql_complete, wf_id, now, err);
+		goto done;
+	}
+	rc = mark_ready(st, &g, now, err);
+	for (i = 0; rc == KILN_OK && i < g.n; i++)
+		if (g.status[i] == KILN_STEP_READY)
+			json_array_append_new(ready, json_string(g.uuids[i]));
+done:
+	if (rc == KILN_OK || rc == KILN_ENOTFOUND) {
+		enum kiln_rc crc = kiln_store_commit(st, err);
+
+		if (rc == KILN_OK)
+			rc = crc;
+	} else {
+		kiln_store_rollback(st);
+	}
+out:
+	graph_free(&g);
+	if (rc == KILN_OK)
+		*ready_out = ready;
+	else
+		json_decref(ready);
+	return rc;
+}
+
+/* ---- claim ----------------------------------------------------------- */
+
+enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
+				   const char *step_uuid, const char *owner,
+				   int64_t lease_until_ms, json_t **claim_out,
+				   struct kiln_err *err)
+{
+	static const char sql_claim[] =
+		"UPDATE steps SET status = 'RUNNING', task_id = ?3,"
+		" started_at = ?2, completed_at = NULL, error_message = NULL,"
+		" lease_owner = ?4, lease_expires_at = ?5, updated_at = ?2"
+		" WHERE id = ?1 AND status = 'READY' AND (SELECT w.status"
+		" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'";
+	static const char sql_step[] =
+		"SELECT workflow_id, step_id, task_type, provider, config,"
+		" input_mappings, retry_count, max_retries FROM steps"
+		" WHERE id = ?1";
+	static const char sql_results[] =
+		"SELECT step_id, result FROM steps WHERE workflow_id = ?1"
+		" AND status = 'COMPLETED'";
+	char task_id[KILN_UUID_LEN];
+	int64_t now = kiln_now_ms();
+	json_t *claim = NULL, *results;
+	sqlite3_stmt *s;
+	enum kiln_rc rc;
+	int src;
+
+	kiln_uuid_new(task_id);
+	rc = kiln_store_begin(st, err);
+	if (rc != KILN_OK)
+		return rc;
+	s = kiln_store_stmt(st, sql_claim, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_text(s, 3, task_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 4, owner, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 5, lease_until_ms);
+	rc = step_done(st, s, sqlite3_step(s), err);
+	if (rc != KILN_OK)
+		goto fail;
+	if (sqlite3_changes(kiln_store_db(st)) != 1) {
+		rc = kiln_err_set(err, KILN_ECONFLICT, "",
+				  "step %s is not ready to run", step_uuid);
+		goto fail;
+	}
+
+	s = kiln_store_stmt(st, sql_step, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
+	src = sqlite3_step(s);
+	if (src != SQLITE_ROW) {
+		sqlite3_reset(s);
+		rc = kiln_store_fail(st, src, err);
+		goto fail;
+	}
+	claim = json_object();
+	json_object_set_new(claim, "uuid", json_string(step_uuid));
+	json_object_set_new(claim, "task_id", json_string(task_id));
+	json_object_set_new(claim, "workflow_id", kiln_col_text(s, 0));
+	json_object_set_new(claim, "step_id", kiln_col_text(s, 1));
+	json_object_set_new(claim, "task_type", kiln_col_text(s, 2));
+	json_object_set_new(claim, "provider", kiln_col_text(s, 3));
+	json_object_set_new(claim, "config", kiln_col_json(s, 4));
+	json_object_set_new(claim, "input_mappings", kiln_col_json(s, 5));
+	json_object_set_new(claim, "retry_count", kiln_col_int(s, 6));
+	json_object_set_new(claim, "max_retries", kiln_col_int(s, 7));
+	sqlite3_reset(s);
+
+	s = kiln_store_stmt(st, sql_results, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1,
+			  json_string_value(json_object_get(claim,
+							    "workflow_id")),
+			  -1, SQLITE_TRANSIENT);
+	results = json_object();
+	json_object_set_new(claim, "results", results);
+	while ((src = sqlite3_step(s)) == SQLITE_ROW)
+		json_object_set_new(results,
+				    (const char *)sqlite3_column_text(s, 0),
+				    kiln_col_json(s, 1));
+	rc = step_done(st, s, src, err);
+	if (rc != KILN_OK)
+		goto fail;
+	rc = kiln_store_commit(st, err);
+	if (rc != KILN_OK)
+		goto fail;
+	*claim_out = claim;
+	return KILN_OK;
+fail:
+	kiln_store_rollback(st);
+	json_decref(claim);
+	return rc;
+}
+
+/* ---- finish ---------------------------------------------------------- */
+
+enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
+				    const char *step_uuid, const char *task_id,
+				    const json_t *result,
+				    const char *error_message,
+				    char wf_id_out[KILN_UUID_LEN],
+				    struct kiln_err *err)
+{
+	static const char sql_finish[] =
+		"UPDATE steps SET status = ?3, result = ?4, error_message = ?5,"
+		" completed_at = ?6, lease_owner = NULL,"
+		" lease_expires_at = NULL, updated_at = ?6"
+		" WHERE id = ?1 AND task_id = ?2 AND status = 'RUNNING'"
+		" RETURNING workflow_id, step_id";
+	static const char sql_count[] =
+		"UPDATE workflows SET completed_steps = completed_steps + 1,"
+		" updated_at = ?2 WHERE id = ?1";
+	static const char sql_fail[] =
+		"UPDATE workflows SET errors = json_insert(errors, '$[#]', ?3),"
+		" error_message = CASE WHEN status IN ('RUNNING', 'PAUSED')"
+		"   THEN ?3 ELSE error_message END,"
+		" completed_at = CASE WHEN status IN ('RUNNING', 'PAUSED')"
+		"   THEN ?2 ELSE completed_at END,"
+		" status = CASE WHEN status IN ('RUNNING', 'PAUSED')"
+		"   THEN 'FAILED' ELSE status END,"
+		" updated_at = ?2 WHERE id = ?1";
+	int ok = error_message == NULL;
+	int64_t now = kiln_now_ms();
+	char wf_id[KILN_UUID_LEN] = "";
+	char *wf_error = NULL;
+	sqlite3_stmt *s;
+	enum kiln_rc rc;
+	int src;
+
+	rc = kiln_store_begin(st, err);
+	if (rc != KILN_OK)
+		return rc;
+	s = kiln_store_stmt(st, sql_finish, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, task_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, ok ? "COMPLETED" : "FAILED", -1,
+			  SQLITE_STATIC);
+	kiln_bind_json(s, 4, ok ? result : NULL, NULL);
+	kiln_bind_cstr(s, 5, error_message);
+	sqlite3_bind_int64(s, 6, now);
+	src = sqlite3_step(s);
+	if (src == SQLITE_ROW) {
+		const char *sid = (const char *)sqlite3_column_text(s, 1);
+		size_t len;
+
+		kiln_strlcpy(wf_id, (const char *)sqlite3_column_text(s, 0),
+			     sizeof(wf_id));
+		if (!ok) {
+			len = strlen(sid) + strlen(error_message) + 32;
+			wf_error = malloc(len);
+			if (wf_error != NULL)
+				snprintf(wf_error, len, "step '%s' failed: %s",
+					 sid, error_message);
+		}
+		src = sqlite3_step(s);
+	}
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		rc = kiln_store_fail(st, src, err);
+		goto fail;
+	}
+	if (wf_id[0] == '\0') {
+		rc = kiln_err_set(err, KILN_ECONFLICT, "",
+				  "step %s is no longer running attempt %s",
+				  step_uuid, task_id);
+		goto fail;
+	}
+	if (ok) {
+		rc = exec_id_now(st, sql_count, wf_id, now, err);
+	} else {
+		s = kiln_store_stmt(st, sql_fail, err);
+		if (s == NULL) {
+			rc = err ? err->code : KILN_EIO;
+			goto fail;
+		}
+		sqlite3_bind_text(s, 1, wf_id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(s, 2, now);
+		kiln_bind_cstr(s, 3, wf_error ? wf_error : error_message);
+		rc = step_done(st, s, sqlite3_step(s), err);
+	}
+	if (rc != KILN_OK)
+		goto fail;
+	rc = kiln_store_commit(st, err);
+	if (rc != KILN_OK)
+		goto fail;
+	free(wf_error);
+	kiln_strlcpy(wf_id_out, wf_id, KILN_UUID_LEN);
+	return KILN_OK;
+fail:
+	free(wf_error);
+	kiln_store_rollback(st);
+	return rc;
+}
+
+/* ---- recovery -------------------------------------------------------- */
+
+enum kiln_rc kiln_store_recover(struct kiln_store *st, json_t **running,
+				struct kiln_err *err)
+{
+	static const char sql_reset[] =
+		"UPDATE steps SET status = CASE WHEN (SELECT w.status"
+		" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'"
+		" THEN 'READY' ELSE 'PENDING' END, lease_owner = NULL,"
+		" lease_expires_at = NULL, updated_at = ?2"
+		" WHERE status = 'RUNNING' AND ?1 IS NOT NULL";
+	static const char sql_running[] =
+		"SELECT id FROM workflows WHERE status = 'RUNNING'";
+	json_t *ids = json_array();
+	sqlite3_stmt *s;
+	enum kiln_rc rc;
+	int src;
+
+	rc = kiln_store_begin(st, err);
+	if (rc != KILN_OK)
+		goto out;
+	rc = exec_id_now(st, sql_reset, "recover", kiln_now_ms(), err);
+	if (rc != KILN_OK)
+		goto fail;
+	s = kiln_store_stmt(st, sql_running, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto fail;
+	}
+	while ((src = sqlite3_step(s)) == SQLITE_ROW)
+		json_array_append_new(ids, kiln_col_text(s, 0));
+	rc = step_done(st, s, src, err);
+	if (rc != KILN_OK)
+		goto fail;
+	rc = kiln_store_commit(st, err);
+	if (rc != KILN_OK)
+		goto fail;
+	*running = ids;
+	return KILN_OK;
+fail:
+	kiln_store_rollback(st);
+out:
+	json_decref(ids);
+	return rc;
+}

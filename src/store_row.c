@@ -1,0 +1,85 @@
+/*
+ * store_row.c - how JSON values are kept in SQLite columns: strings as
+ * TEXT, objects and arrays as compact JSON text, times as integer ms.
+ */
+#include <stdlib.h>
+
+#include "kiln/common.h"
+#include "store_row.h"
+
+json_t *kiln_col_text(sqlite3_stmt *s, int i)
+{
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return json_null();
+	return json_stringn((const char *)sqlite3_column_text(s, i),
+			    (size_t)sqlite3_column_bytes(s, i));
+}
+
+json_t *kiln_col_json(sqlite3_stmt *s, int i)
+{
+	json_t *v;
+
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return json_null();
+	v = json_loadb((const char *)sqlite3_column_text(s, i),
+		       (size_t)sqlite3_column_bytes(s, i), JSON_DECODE_ANY,
+		       NULL);
+	return v ? v : json_null();
+}
+
+json_t *kiln_col_time(sqlite3_stmt *s, int i)
+{
+	char buf[KILN_RFC3339_LEN];
+
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return json_null();
+	kiln_rfc3339(sqlite3_column_int64(s, i), buf);
+	return json_string(buf);
+}
+
+json_t *kiln_col_bool(sqlite3_stmt *s, int i)
+{
+	return json_boolean(sqlite3_column_int(s, i) != 0);
+}
+
+json_t *kiln_col_int(sqlite3_stmt *s, int i)
+{
+	return json_integer(sqlite3_column_int64(s, i));
+}
+
+void kiln_bind_str(sqlite3_stmt *s, int i, const json_t *v)
+{
+	if (json_is_string(v))
+		sqlite3_bind_text(s, i, json_string_value(v),
+				  (int)json_string_length(v), SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+void kiln_bind_json(sqlite3_stmt *s, int i, const json_t *v,
+		    const char *dflt)
+{
+	char *text;
+
+	if (v == NULL || json_is_null(v)) {
+		if (dflt != NULL)
+			sqlite3_bind_text(s, i, dflt, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, i);
+		return;
+	}
+	text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (text == NULL) {
+		sqlite3_bind_null(s, i);
+		return;
+	}
+	sqlite3_bind_text(s, i, text, -1, free);
+}
+
+void kiln_bind_cstr(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v != NULL)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}

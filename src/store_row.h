@@ -1,0 +1,27 @@
+/*
+ * store_row.h - column <-> JSON conversions shared by the store_*.c files.
+ * Private to the store.
+ */
+#ifndef KILN_STORE_ROW_H
+#define KILN_STORE_ROW_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+/* New JSON values from column i (json null for SQL NULL). */
+json_t *kiln_col_text(sqlite3_stmt *s, int i);
+json_t *kiln_col_json(sqlite3_stmt *s, int i); /* parses stored JSON text */
+json_t *kiln_col_time(sqlite3_stmt *s, int i); /* ms -> RFC 3339 */
+json_t *kiln_col_bool(sqlite3_stmt *s, int i);
+json_t *kiln_col_int(sqlite3_stmt *s, int i);
+
+/* Binds a JSON string (or NULL/json null -> SQL NULL) as text. */
+void kiln_bind_str(sqlite3_stmt *s, int i, const json_t *v);
+/* Binds any JSON value as its compact text (NULL/json null -> SQL NULL,
+ * or dflt when dflt is not NULL). */
+void kiln_bind_json(sqlite3_stmt *s, int i, const json_t *v,
+		    const char *dflt);
+/* Binds a C string or SQL NULL. */
+void kiln_bind_cstr(sqlite3_stmt *s, int i, const char *v);
+
+#endif

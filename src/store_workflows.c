@@ -1,0 +1,710 @@
+/*
+ * store_workflows.c - workflows as the API sees them: insert, render as
+ * WorkflowPublic, list, patch, the API's state transitions, soft delete.
+ *
+ * Reads that span several statements (a workflow and its steps, a page of
+ * workflows and their count) run inside one read transaction so they see
+ * one snapshot.  Every transition is a guarded read-check-write inside a
+ * BEGIN IMMEDIATE transaction, so two callers can never both succeed.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kiln/store.h"
+#include "store_row.h"
+
+#define WF_COLS                                                               \
+	"id, name, description, status, config, suppress_subtask_events,"     \
+	" origin_instance, origin_zone, origin_tenant_id, origin_reference,"  \
+	" webhook_url, canvas_task_id, error_message, errors, total_steps,"   \
+	" completed_steps, final_step_id, started_at, completed_at,"          \
+	" created_at, updated_at, is_deleted, deleted_at"
+
+#define STEP_COLS                                                             \
+	"id, step_id, task_type, provider, config, provider_config,"          \
+	" active_provider_capabilities, fallback_provider_type,"              \
+	" fallback_provider_config, fallback_provider_capabilities,"          \
+	" dependencies, input_mappings, status, task_id, result,"             \
+	" error_message, started_at, completed_at, retry_count, max_retries," \
+	" created_at, updated_at"
+
+static const char SQL_INSERT_WF[] =
+	"INSERT INTO workflows (id, name, description, status, config,"
+	" suppress_subtask_events, origin_instance, origin_zone,"
+	" origin_tenant_id, origin_reference, webhook_url, total_steps,"
+	" final_step_id, started_at, created_at, updated_at)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+	" ?14, ?15, ?15)";
+
+static const char SQL_INSERT_STEP[] =
+	"INSERT INTO steps (id, workflow_id, position, step_id, task_type,"
+	" provider, config, provider_config, active_provider_capabilities,"
+	" fallback_provider_type, fallback_provider_config,"
+	" fallback_provider_capabilities, dependencies, input_mappings,"
+	" status, max_retries, created_at, updated_at)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+	" ?14, 'PENDING', ?15, ?16, ?16)";
+
+static const char SQL_GET_WF[] =
+	"SELECT " WF_COLS " FROM workflows"
+	" WHERE id = ?1 AND (?2 IS NULL OR origin_tenant_id = ?2)";
+
+static const char SQL_GET_STEPS[] =
+	"SELECT " STEP_COLS " FROM steps WHERE workflow_id = ?1"
+	" ORDER BY position";
+
+#define LIST_WHERE                                                            \
+	" WHERE (?1 IS NULL OR status = ?1)"                                  \
+	" AND (?2 IS NULL OR origin_instance = ?2)"                           \
+	" AND (?3 IS NULL OR origin_tenant_id = ?3)"                          \
+	" AND (?4 IS NULL OR origin_tenant_id = ?4)"                          \
+	" AND (?5 OR is_deleted = 0)"
+
+static const char SQL_LIST[] =
+	"SELECT " WF_COLS " FROM workflows" LIST_WHERE
+	" ORDER BY created_at DESC, rowid DESC LIMIT ?6 OFFSET ?7";
+
+static const char SQL_COUNT[] = "SELECT count(*) FROM workflows" LIST_WHERE;
+
+static const char SQL_STATUS[] =
+	"SELECT status, is_deleted FROM workflows"
+	" WHERE id = ?1 AND (?2 IS NULL OR origin_tenant_id = ?2)";
+
+/* ---- rendering ------------------------------------------------------- */
+
+static json_t *render_step(sqlite3_stmt *s)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", kiln_col_text(s, 0));
+	json_object_set_new(o, "step_id", kiln_col_text(s, 1));
+	json_object_set_new(o, "task_type", kiln_col_text(s, 2));
+	json_object_set_new(o, "provider", kiln_col_text(s, 3));
+	json_object_set_new(o, "config", kiln_col_json(s, 4));
+	json_object_set_new(o, "provider_config", kiln_col_json(s, 5));
+	json_object_set_new(o, "active_provider_capabilities",
+			    kiln_col_json(s, 6));
+	json_object_set_new(o, "fallback_provider_type", kiln_col_text(s, 7));
+	json_object_set_new(o, "fallback_provider_config",
+			    kiln_col_json(s, 8));
+	json_object_set_new(o, "fallback_provider_capabilities",
+			    kiln_col_json(s, 9));
+	json_object_set_new(o, "dependencies", kiln_col_json(s, 10));
+	json_object_set_new(o, "input_mappings", kiln_col_json(s, 11));
+	json_object_set_new(o, "status", kiln_col_text(s, 12));
+	json_object_set_new(o, "task_id", kiln_col_text(s, 13));
+	json_object_set_new(o, "result", kiln_col_json(s, 14));
+	json_object_set_new(o, "error_message", kiln_col_text(s, 15));
+	json_object_set_new(o, "started_at", kiln_col_time(s, 16));
+	json_object_set_new(o, "completed_at", kiln_col_time(s, 17));
+	json_object_set_new(o, "retry_count", kiln_col_int(s, 18));
+	json_object_set_new(o, "max_retries", kiln_col_int(s, 19));
+	json_object_set_new(o, "created_at", kiln_col_time(s, 20));
+	json_object_set_new(o, "updated_at", kiln_col_time(s, 21));
+	return o;
+}
+
+/* Adds "steps" and the fields derived from them (completed_steps,
+ * progress, current_step, final_step_result) to the workflow object. */
+static enum kiln_rc render_steps(struct kiln_store *st, json_t *wf,
+				 struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, SQL_GET_STEPS, err);
+	const char *final_id = json_string_value(
+		json_object_get(wf, "final_step_id"));
+	json_t *steps = json_array();
+	json_t *current = json_null();
+	json_t *final_result = json_null();
+	int64_t total = 0, completed = 0;
+	double progress;
+	int rc;
+
+	if (s == NULL) {
+		json_decref(steps);
+		return err ? err->code : KILN_EIO;
+	}
+	sqlite3_bind_text(s, 1, json_string_value(json_object_get(wf, "id")),
+			  -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		json_t *step = render_step(s);
+		const char *status = json_string_value(
+			json_object_get(step, "status"));
+		const char *sid = json_string_value(
+			json_object_get(step, "step_id"));
+
+		total++;
+		if (strcmp(status, "COMPLETED") == 0) {
+			completed++;
+			if (final_id && strcmp(sid, final_id) == 0) {
+				json_decref(final_result);
+				final_result = json_incref(
+					json_object_get(step, "result"));
+			}
+		} else if (strcmp(status, "RUNNING") == 0 &&
+			   json_is_null(current)) {
+			current = json_string(sid);
+		}
+		json_array_append_new(steps, step);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		json_decref(steps);
+		json_decref(current);
+		json_decref(final_result);
+		return kiln_store_fail(st, rc, err);
+	}
+	progress = total ? round(10000.0 * (double)completed /
+				 (double)total) / 100.0
+			 : 0.0;
+	json_object_set_new(wf, "total_steps", json_integer(total));
+	json_object_set_new(wf, "completed_steps", json_integer(completed));
+	json_object_set_new(wf, "progress", json_real(progress));
+	json_object_set_new(wf, "current_step", current);
+	json_object_set_new(wf, "final_step_result", final_result);
+	json_object_set_new(wf, "steps", steps);
+	return KILN_OK;
+}
+
+static json_t *render_workflow_row(sqlite3_stmt *s)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", kiln_col_text(s, 0));
+	json_object_set_new(o, "name", kiln_col_text(s, 1));
+	json_object_set_new(o, "description", kiln_col_text(s, 2));
+	json_object_set_new(o, "status", kiln_col_text(s, 3));
+	json_object_set_new(o, "total_steps", kiln_col_int(s, 14));
+	json_object_set_new(o, "completed_steps", kiln_col_int(s, 15));
+	json_object_set_new(o, "progress", json_real(0));
+	json_object_set_new(o, "current_step", json_null());
+	json_object_set_new(o, "final_step_id", kiln_col_text(s, 16));
+	json_object_set_new(o, "final_step_result", json_null());
+	json_object_set_new(o, "canvas_task_id", kiln_col_text(s, 11));
+	json_object_set_new(o, "config", kiln_col_json(s, 4));
+	json_object_set_new(o, "suppress_subtask_events",
+			    kiln_col_bool(s, 5));
+	json_object_set_new(o, "origin_instance", kiln_col_text(s, 6));
+	json_object_set_new(o, "origin_zone", kiln_col_text(s, 7));
+	json_object_set_new(o, "origin_tenant_id", kiln_col_text(s, 8));
+	json_object_set_new(o, "origin_reference", kiln_col_text(s, 9));
+	json_object_set_new(o, "webhook_url", kiln_col_text(s, 10));
+	json_object_set_new(o, "error_message", kiln_col_text(s, 12));
+	json_object_set_new(o, "errors", kiln_col_json(s, 13));
+	json_object_set_new(o, "started_at", kiln_col_time(s, 17));
+	json_object_set_new(o, "completed_at", kiln_col_time(s, 18));
+	json_object_set_new(o, "created_at", kiln_col_time(s, 19));
+	json_object_set_new(o, "updated_at", kiln_col_time(s, 20));
+	json_object_set_new(o, "is_deleted", kiln_col_bool(s, 21));
+	json_object_set_new(o, "deleted_at", kiln_col_time(s, 22));
+	return o;
+}
+
+static enum kiln_rc begin_read(struct kiln_store *st, struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, "BEGIN", err);
+	int rc;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, rc, err);
+}
+
+static void end_read(struct kiln_store *st)
+{
+	kiln_store_rollback(st);
+}
+
+/* Renders one workflow; the caller holds a transaction. */
+static enum kiln_rc get_workflow_locked(struct kiln_store *st, const char *id,
+					const struct kiln_scope *scope,
+					json_t **out, struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, SQL_GET_WF, err);
+	json_t *wf;
+	enum kiln_rc rc;
+	int src;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	kiln_bind_cstr(s, 2, scope ? scope->tenant : NULL);
+	src = sqlite3_step(s);
+	if (src == SQLITE_DONE) {
+		sqlite3_reset(s);
+		return kiln_err_set(err, KILN_ENOTFOUND, "",
+				    "Workflow %s not found", id);
+	}
+	if (src != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return kiln_store_fail(st, src, err);
+	}
+	wf = render_workflow_row(s);
+	sqlite3_reset(s);
+	rc = render_steps(st, wf, err);
+	if (rc != KILN_OK) {
+		json_decref(wf);
+		return rc;
+	}
+	*out = wf;
+	return KILN_OK;
+}
+
+enum kiln_rc kiln_store_get_workflow(struct kiln_store *st, const char *id,
+				     const struct kiln_scope *scope,
+				     json_t **out, struct kiln_err *err)
+{
+	enum kiln_rc rc = begin_read(st, err);
+
+	if (rc != KILN_OK)
+		return rc;
+	rc = get_workflow_locked(st, id, scope, out, err);
+	end_read(st);
+	return rc;
+}
+
+/* ---- insert ---------------------------------------------------------- */
+
+static enum kiln_rc insert_step(struct kiln_store *st, const char *wf_id,
+				size_t pos, const json_t *step, int64_t now,
+				struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, SQL_INSERT_STEP, err);
+	int rc;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	kiln_bind_str(s, 1, json_object_get(step, "uuid"));
+	sqlite3_bind_text(s, 2, wf_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)pos);
+	kiln_bind_str(s, 4, json_object_get(step, "id"));
+	kiln_bind_str(s, 5, json_object_get(step, "task_type"));
+	kiln_bind_str(s, 6, json_object_get(step, "provider"));
+	kiln_bind_json(s, 7, json_object_get(step, "config"), "{}");
+	kiln_bind_json(s, 8, json_object_get(step, "provider_config"), NULL);
+	kiln_bind_json(s, 9,
+		       json_object_get(step, "active_provider_capabilities"),
+		       NULL);
+	kiln_bind_str(s, 10, json_object_get(step, "fallback_provider_type"));
+	kiln_bind_json(s, 11, json_object_get(step, "fallback_provider_config"),
+		       NULL);
+	kiln_bind_json(s, 12,
+		       json_object_get(step, "fallback_provider_capabilities"),
+		       NULL);
+	kiln_bind_json(s, 13, json_object_get(step, "depends_on"), "[]");
+	kiln_bind_json(s, 14, json_object_get(step, "input_mappings"), "[]");
+	sqlite3_bind_int64(s, 15, json_integer_value(
+					  json_object_get(step, "max_retries")));
+	sqlite3_bind_int64(s, 16, now);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, rc, err);
+}
+
+enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
+					const json_t *wf, struct kiln_err *err)
+{
+	const char *id = json_string_value(json_object_get(wf, "id"));
+	const char *status = json_string_value(json_object_get(wf, "status"));
+	json_t *steps = json_object_get(wf, "steps");
+	json_t *suppress = json_object_get(wf, "suppress_subtask_events");
+	int64_t now = kiln_now_ms();
+	sqlite3_stmt *s;
+	enum kiln_rc rc;
+	size_t i;
+	int src;
+
+	rc = kiln_store_begin(st, err);
+	if (rc != KILN_OK)
+		return rc;
+	s = kiln_store_stmt(st, SQL_INSERT_WF, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	kiln_bind_str(s, 2, json_object_get(wf, "name"));
+	kiln_bind_str(s, 3, json_object_get(wf, "description"));
+	sqlite3_bind_text(s, 4, status, -1, SQLITE_TRANSIENT);
+	kiln_bind_json(s, 5, json_object_get(wf, "config"), "{}");
+	sqlite3_bind_int(s, 6, suppress == NULL || json_is_true(suppress));
+	kiln_bind_str(s, 7, json_object_get(wf, "origin_instance"));
+	kiln_bind_str(s, 8, json_object_get(wf, "origin_zone"));
+	kiln_bind_str(s, 9, json_object_get(wf, "origin_tenant_id"));
+	kiln_bind_str(s, 10, json_object_get(wf, "origin_reference"));
+	kiln_bind_str(s, 11, json_object_get(wf, "webhook_url"));
+	sqlite3_bind_int64(s, 12, (sqlite3_int64)json_array_size(steps));
+	kiln_bind_str(s, 13, json_object_get(wf, "final_step_id"));
+	if (strcmp(status, "RUNNING") == 0)
+		sqlite3_bind_int64(s, 14, now);
+	else
+		sqlite3_bind_null(s, 14);
+	sqlite3_bind_int64(s, 15, now);
+	src = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		rc = kiln_store_fail(st, src, err);
+		goto fail;
+	}
+	for (i = 0; i < json_array_size(steps); i++) {
+		rc = insert_step(st, id, i, json_array_get(steps, i), now, err);
+		if (rc != KILN_OK)
+			goto fail;
+	}
+	return kiln_store_commit(st, err);
+fail:
+	kiln_store_rollback(st);
+	return rc;
+}
+
+/* ---- list ------------------------------------------------------------ */
+
+static void bind_list_filter(sqlite3_stmt *s, const struct kiln_wf_filter *f,
+			     const struct kiln_scope *scope)
+{
+	kiln_bind_cstr(s, 1, f->status);
+	kiln_bind_cstr(s, 2, f->origin_instance);
+	kiln_bind_cstr(s, 3, f->origin_tenant_id);
+	kiln_bind_cstr(s, 4, scope ? scope->tenant : NULL);
+	sqlite3_bind_int(s, 5, f->include_deleted != 0);
+}
+
+enum kiln_rc kiln_store_list_workflows(struct kiln_store *st,
+				       const struct kiln_wf_filter *f,
+				       const struct kiln_scope *scope,
+				       json_t **out, struct kiln_err *err)
+{
+	json_t *list = NULL, *items = json_array();
+	sqlite3_stmt *s;
+	int64_t total = 0;
+	enum kiln_rc rc;
+	int src;
+
+	rc = begin_read(st, err);
+	if (rc != KILN_OK)
+		goto out;
+	s = kiln_store_stmt(st, SQL_COUNT, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto out;
+	}
+	bind_list_filter(s, f, scope);
+	src = sqlite3_step(s);
+	if (src != SQLITE_ROW) {
+		sqlite3_reset(s);
+		rc = kiln_store_fail(st, src, err);
+		goto out;
+	}
+	total = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+
+	s = kiln_store_stmt(st, SQL_LIST, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto out;
+	}
+	bind_list_filter(s, f, scope);
+	sqlite3_bind_int64(s, 6, f->limit);
+	sqlite3_bind_int64(s, 7, f->skip);
+	while ((src = sqlite3_step(s)) == SQLITE_ROW)
+		json_array_append_new(items, render_workflow_row(s));
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		rc = kiln_store_fail(st, src, err);
+		goto out;
+	}
+	for (size_t i = 0; i < json_array_size(items); i++) {
+		rc = render_steps(st, json_array_get(items, i), err);
+		if (rc != KILN_OK)
+			goto out;
+	}
+	list = json_object();
+	json_object_set(list, "workflows", items);
+	json_object_set_new(list, "total", json_integer(total));
+	json_object_set_new(list, "skip", json_integer(f->skip));
+	json_object_set_new(list, "limit", json_integer(f->limit));
+	*out = list;
+out:
+	end_read(st);
+	json_decref(items);
+	return rc;
+}
+
+/* ---- patch ----------------------------------------------------------- */
+
+enum kiln_rc kiln_store_patch_workflow(struct kiln_store *st, const char *id,
+				       const struct kiln_scope *scope,
+				       const json_t *patch,
+				       struct kiln_err *err)
+{
+	static const char sql[] =
+		"UPDATE workflows SET"
+		" name = CASE WHEN ?3 THEN ?4 ELSE name END,"
+		" description = CASE WHEN ?5 THEN ?6 ELSE description END,"
+		" webhook_url = CASE WHEN ?7 THEN ?8 ELSE webhook_url END,"
+		" updated_at = ?9"
+		" WHERE id = ?1 AND (?2 IS NULL OR origin_tenant_id = ?2)";
+	json_t *name = json_object_get(patch, "name");
+	json_t *desc = json_object_get(patch, "description");
+	json_t *hook = json_object_get(patch, "webhook_url");
+	sqlite3_stmt *s;
+	enum kiln_rc rc;
+	int src;
+
+	rc = kiln_store_begin(st, err);
+	if (rc != KILN_OK)
+		return rc;
+	s = kiln_store_stmt(st, sql, err);
+	if (s == NULL) {
+		kiln_store_rollback(st);
+		return err ? err->code : KILN_EIO;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	kiln_bind_cstr(s, 2, scope ? scope->tenant : NULL);
+	sqlite3_bind_int(s, 3, json_is_string(name));
+	kiln_bind_str(s, 4, name);
+	sqlite3_bind_int(s, 5, desc != NULL);
+	kiln_bind_str(s, 6, desc);
+	sqlite3_bind_int(s, 7, hook != NULL);
+	kiln_bind_str(s, 8, hook);
+	sqlite3_bind_int64(s, 9, kiln_now_ms());
+	src = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		rc = kiln_store_fail(st, src, err);
+		kiln_store_rollback(st);
+		return rc;
+	}
+	if (sqlite3_changes(kiln_store_db(st)) == 0) {
+		kiln_store_rollback(st);
+		return kiln_err_set(err, KILN_ENOTFOUND, "",
+				    "Workflow %s not found", id);
+	}
+	return kiln_store_commit(st, err);
+}
+
+/* ---- transitions ----------------------------------------------------- */
+
+struct transition {
+	unsigned allowed; /* bit mask of enum kiln_wf_status */
+	const char *verb;
+	const char *needs;
+	const char *sql[3]; /* run in order with ?1 = id, ?2 = now */
+};
+
+#define BIT(s) (1u << (s))
+
+static const struct transition transitions[] = {
+	[KILN_WF_ACTION_START] = {
+		BIT(KILN_WF_PENDING), "started", "PENDING",
+		{"UPDATE workflows SET status = 'RUNNING',"
+		 " started_at = COALESCE(started_at, ?2), updated_at = ?2"
+		 " WHERE id = ?1"},
+	},
+	[KILN_WF_ACTION_PAUSE] = {
+		BIT(KILN_WF_RUNNING), "paused", "RUNNING",
+		{"UPDATE workflows SET status = 'PAUSED', updated_at = ?2"
+		 " WHERE id = ?1"},
+	},
+	[KILN_WF_ACTION_RESUME] = {
+		BIT(KILN_WF_FAILED) | BIT(KILN_WF_PAUSED), "resumed",
+		"FAILED or PAUSED",
+		{"UPDATE workflows SET status = 'RUNNING', error_message = NULL,"
+		 " errors = '[]', completed_at = NULL,"
+		 " started_at = COALESCE(started_at, ?2), updated_at = ?2"
+		 " WHERE id = ?1",
+		 /* Failed steps run again; completed ones keep their
+		  * results; steps still in flight finish on their own. */
+		 "UPDATE steps SET status = 'PENDING', result = NULL,"
+		 " error_message = NULL, started_at = NULL,"
+		 " completed_at = NULL, lease_owner = NULL,"
+		 " lease_expires_at = NULL, updated_at = ?2"
+		 " WHERE workflow_id = ?1 AND status = 'FAILED'"},
+	},
+	[KILN_WF_ACTION_CANCEL] = {
+		BIT(KILN_WF_PENDING) | BIT(KILN_WF_RUNNING) |
+			BIT(KILN_WF_PAUSED),
+		"cancelled", "PENDING, RUNNING or PAUSED",
+		{"UPDATE workflows SET status = 'CANCELLED', completed_at = ?2,"
+		 " updated_at = ?2 WHERE id = ?1",
+		 "UPDATE steps SET status = 'CANCELLED', completed_at = ?2,"
+		 " lease_owner = NULL, lease_expires_at = NULL,"
+		 " updated_at = ?2 WHERE workflow_id = ?1"
+		 " AND status IN ('PENDING', 'READY', 'RUNNING')"},
+	},
+};
+
+/* Reads status and is_deleted inside the caller's transaction. */
+static enum kiln_rc read_status(struct kiln_store *st, const char *id,
+				const struct kiln_scope *scope,
+				enum kiln_wf_status *status, int *is_deleted,
+				struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, SQL_STATUS, err);
+	enum kiln_rc rc = KILN_OK;
+	int src;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	kiln_bind_cstr(s, 2, scope ? scope->tenant : NULL);
+	src = sqlite3_step(s);
+	if (src == SQLITE_ROW) {
+		if (kiln_wf_status_parse((const char *)sqlite3_column_text(s, 0),
+					 status) != 0)
+			rc = kiln_err_set(err, KILN_EIO, "",
+					  "corrupt status for %s", id);
+		*is_deleted = sqlite3_column_int(s, 1);
+	} else if (src == SQLITE_DONE) {
+		rc = kiln_err_set(err, KILN_ENOTFOUND, "",
+				  "Workflow %s not found", id);
+	} else {
+		rc = kiln_store_fail(st, src, err);
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
+					const char *id,
+					const struct kiln_scope *scope,
+					enum kiln_wf_action action,
+					struct kiln_err *err)
+{
+	const struct transition *t = &transitions[action];
+	enum kiln_wf_status status;
+	int is_deleted = 0;
+	enum kiln_rc rc;
+	int64_t now = kiln_now_ms();
+	size_t i;
+
+	rc = kiln_store_begin(st, err);
+	if (rc != KILN_OK)
+		return rc;
+	rc = read_status(st, id, scope, &status, &is_deleted, err);
+	if (rc != KILN_OK)
+		goto fail;
+	if (is_deleted) {
+		rc = kiln_err_set(err, KILN_ECONFLICT, "",
+				  "Workflow %s is deleted and cannot be %s",
+				  id, t->verb);
+		goto fail;
+	}
+	if (!(t->allowed & BIT(status))) {
+		rc = kiln_err_set(err, KILN_ECONFLICT, "",
+				  "Workflow %s is %s; only %s workflows can"
+				  " be %s",
+				  id, kiln_wf_status_name(status), t->needs,
+				  t->verb);
+		goto fail;
+	}
+	for (i = 0; i < 3 && t->sql[i] != NULL; i++) {
+		sqlite3_stmt *s = kiln_store_stmt(st, t->sql[i], err);
+		int src;
+
+		if (s == NULL) {
+			rc = err ? err->code : KILN_EIO;
+			goto fail;
+		}
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(s, 2, now);
+		src = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (src != SQLITE_DONE) {
+			rc = kiln_store_fail(st, src, err);
+			goto fail;
+		}
+	}
+	return kiln_store_commit(st, err);
+fail:
+	kiln_store_rollback(st);
+	return rc;
+}
+
+/* ---- soft delete ----------------------------------------------------- */
+
+enum kiln_rc kiln_store_soft_delete_workflow(struct kiln_store *st,
+					     const char *id,
+					     const struct kiln_scope *scope,
+					     json_t **steps_out,
+					     struct kiln_err *err)
+{
+	static const char sql_wf[] =
+		"UPDATE workflows SET is_deleted = 1,"
+		" deleted_at = COALESCE(deleted_at, ?2), updated_at = ?2"
+		" WHERE id = ?1";
+	static const char sql_steps[] =
+		"UPDATE steps SET is_deleted = 1, updated_at = ?2"
+		" WHERE workflow_id = ?1";
+	static const char sql_list[] =
+		"SELECT id, step_id, task_type FROM steps WHERE workflow_id = ?1"
+		" ORDER BY position";
+	const char *sqls[] = {sql_wf, sql_steps};
+	enum kiln_wf_status status;
+	int is_deleted = 0;
+	json_t *steps = NULL;
+	int64_t now = kiln_now_ms();
+	sqlite3_stmt *s;
+	enum kiln_rc rc;
+	int src;
+
+	rc = kiln_store_begin(st, err);
+	if (rc != KILN_OK)
+		return rc;
+	rc = read_status(st, id, scope, &status, &is_deleted, err);
+	if (rc != KILN_OK)
+		goto fail;
+	if (status == KILN_WF_RUNNING || status == KILN_WF_PAUSED) {
+		rc = kiln_err_set(err, KILN_ECONFLICT, "",
+				  "Workflow %s is %s; cancel it before"
+				  " cleaning it up",
+				  id, kiln_wf_status_name(status));
+		goto fail;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		s = kiln_store_stmt(st, sqls[i], err);
+		if (s == NULL) {
+			rc = err ? err->code : KILN_EIO;
+			goto fail;
+		}
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(s, 2, now);
+		src = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (src != SQLITE_DONE) {
+			rc = kiln_store_fail(st, src, err);
+			goto fail;
+		}
+	}
+	s = kiln_store_stmt(st, sql_list, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	steps = json_array();
+	while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "id", kiln_col_text(s, 0));
+		json_object_set_new(o, "step_id", kiln_col_text(s, 1));
+		json_object_set_new(o, "task_type", kiln_col_text(s, 2));
+		json_array_append_new(steps, o);
+	}
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		rc = kiln_store_fail(st, src, err);
+		goto fail;
+	}
+	rc = kiln_store_commit(st, err);
+	if (rc != KILN_OK)
+		goto fail;
+	*steps_out = steps;
+	return KILN_OK;
+fail:
+	kiln_store_rollback(st);
+	json_decref(steps);
+	return rc;
+}
