@@ -1,0 +1,458 @@
+/*
+ * test_store.c - the SQLite store on real files: insert and render,
+ * list filters and order, guarded transitions, the engine's advance /
+ * claim / finish cycle, crash recovery, and persistence across reopen.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln/config.h"
+#include "kiln/store.h"
+#include "kiln/workflow_validate.h"
+
+static char data_dir[64];
+static struct kiln_config cfg;
+
+static const char *FASHION =
+	"{\"name\":\"Fashion Image Pipeline\",\"origin_instance\":\"api-prod\","
+	"\"steps\":[{\"id\":\"generate\",\"task_type\":\"GENERATION\","
+	"\"config\":{\"prompt\":\"dress\",\"width\":1024}},"
+	"{\"id\":\"refine\",\"task_type\":\"REFINE\",\"depends_on\":"
+	"[\"generate\"],\"input_mappings\":[{\"from_step\":\"generate\","
+	"\"from_field\":\"result_image_path\",\"to_field\":"
+	"\"base_image_url\"}]}]}";
+
+static int setup(void **state)
+{
+	struct kiln_err err = {0};
+
+	snprintf(data_dir, sizeof(data_dir), "/tmp/kiln-store-XXXXXX");
+	assert_non_null(mkdtemp(data_dir));
+	assert_int_equal(kiln_config_init_defaults(&cfg, &err), KILN_OK);
+	assert_int_equal(kiln_store_init(data_dir, &err), KILN_OK);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	kiln_store_shutdown();
+	kiln_config_free(&cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", data_dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+/* Validates body, gives it an id and status, inserts it; returns id. */
+static char *insert(const char *body_text, const char *status,
+		    const char *tenant)
+{
+	struct kiln_err err = {0};
+	json_t *detail = json_array();
+	json_t *body = json_loads(body_text, 0, NULL);
+	json_t *wf;
+	char id[KILN_UUID_LEN];
+
+	assert_non_null(body);
+	wf = kiln_workflow_validate_create(body, &cfg, detail);
+	assert_int_equal(json_array_size(detail), 0);
+	assert_non_null(wf);
+	kiln_uuid_new(id);
+	json_object_set_new(wf, "id", json_string(id));
+	json_object_set_new(wf, "status", json_string(status));
+	if (tenant)
+		json_object_set_new(wf, "origin_tenant_id",
+				    json_string(tenant));
+	assert_int_equal(kiln_store_insert_workflow(kiln_store_thread(NULL),
+						    wf, &err),
+			 KILN_OK);
+	json_decref(wf);
+	json_decref(body);
+	json_decref(detail);
+	return strdup(id);
+}
+
+static json_t *get(const char *id)
+{
+	struct kiln_err err = {0};
+	json_t *wf = NULL;
+
+	assert_int_equal(kiln_store_get_workflow(kiln_store_thread(NULL), id,
+						 NULL, &wf, &err),
+			 KILN_OK);
+	return wf;
+}
+
+static const char *str(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+static const char *step_status(const json_t *wf, size_t i)
+{
+	return str(json_array_get(json_object_get(wf, "steps"), i), "status");
+}
+
+static void test_insert_renders_every_field(void **state)
+{
+	static const char *const wf_fields[] = {
+		"id", "name", "description", "status", "total_steps",
+		"completed_steps", "progress", "current_step", "final_step_id",
+		"final_step_result", "canvas_task_id", "config",
+		"suppress_subtask_events", "origin_instance", "origin_zone",
+		"origin_tenant_id", "origin_reference", "webhook_url",
+		"error_message", "errors", "started_at", "completed_at",
+		"created_at", "updated_at", "is_deleted", "deleted_at", "steps"};
+	static const char *const step_fields[] = {
+		"id", "step_id", "task_type", "config", "provider_config",
+		"active_provider_capabilities", "fallback_provider_type",
+		"fallback_provider_config", "fallback_provider_capabilities",
+		"dependencies", "input_mappings", "status", "task_id", "result",
+		"error_message", "started_at", "completed_at", "retry_count",
+		"max_retries", "created_at", "updated_at", "provider"};
+	char *id = insert(FASHION, "PENDING", NULL);
+	json_t *wf = get(id), *step;
+	size_t i;
+
+	for (i = 0; i < sizeof(wf_fields) / sizeof(wf_fields[0]); i++)
+		assert_non_null(json_object_get(wf, wf_fields[i]));
+	step = json_array_get(json_object_get(wf, "steps"), 1);
+	for (i = 0; i < sizeof(step_fields) / sizeof(step_fields[0]); i++)
+		assert_non_null(json_object_get(step, step_fields[i]));
+	assert_string_equal(str(wf, "status"), "PENDING");
+	assert_string_equal(str(wf, "final_step_id"), "refine");
+	assert_int_equal(json_integer_value(json_object_get(wf, "total_steps")),
+			 2);
+	assert_true(json_is_true(json_object_get(wf,
+						 "suppress_subtask_events")));
+	assert_string_equal(str(step, "step_id"), "refine");
+	assert_string_equal(str(step, "provider"), "dryrun");
+	assert_string_equal(json_string_value(json_array_get(
+				    json_object_get(step, "dependencies"), 0)),
+			    "generate");
+	assert_true(json_is_null(json_object_get(
+		json_array_get(json_object_get(step, "input_mappings"), 0),
+		"transform")));
+	assert_int_equal(strlen(str(wf, "created_at")), 24);
+	json_decref(wf);
+	free(id);
+}
+
+static void test_list_order_filters_and_scope(void **state)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_wf_filter f = {.limit = 50};
+	struct kiln_scope t1 = {.tenant = "t1"};
+	struct kiln_err err = {0};
+	char *a = insert(FASHION, "PENDING", "t1");
+	char *b = insert(FASHION, "RUNNING", "t2");
+	char *c = insert(FASHION, "PENDING", "t1");
+	json_t *list = NULL, *items;
+
+	assert_int_equal(kiln_store_list_workflows(st, &f, NULL, &list, &err),
+			 KILN_OK);
+	items = json_object_get(list, "workflows");
+	assert_int_equal(json_integer_value(json_object_get(list, "total")),
+			 3);
+	assert_string_equal(str(json_array_get(items, 0), "id"), c);
+	assert_string_equal(str(json_array_get(items, 2), "id"), a);
+	json_decref(list);
+
+	f.status = "RUNNING";
+	assert_int_equal(kiln_store_list_workflows(st, &f, NULL, &list, &err),
+			 KILN_OK);
+	assert_int_equal(json_integer_value(json_object_get(list, "total")),
+			 1);
+	assert_string_equal(
+		str(json_array_get(json_object_get(list, "workflows"), 0),
+		    "id"),
+		b);
+	json_decref(list);
+
+	f.status = NULL;
+	f.skip = 1;
+	f.limit = 1;
+	assert_int_equal(kiln_store_list_workflows(st, &f, &t1, &list, &err),
+			 KILN_OK);
+	assert_int_equal(json_integer_value(json_object_get(list, "total")),
+			 2);
+	assert_int_equal(json_array_size(json_object_get(list, "workflows")),
+			 1);
+	assert_string_equal(
+		str(json_array_get(json_object_get(list, "workflows"), 0),
+		    "id"),
+		a);
+	json_decref(list);
+
+	/* Another tenant's workflow is invisible to t1. */
+	assert_int_equal(kiln_store_get_workflow(st, b, &t1, &list, &err),
+			 KILN_ENOTFOUND);
+	free(a);
+	free(b);
+	free(c);
+}
+
+static void test_transitions_are_guarded(void **state)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+	char *id = insert(FASHION, "PENDING", NULL);
+	json_t *wf;
+
+	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
+						    KILN_WF_ACTION_PAUSE, &err),
+			 KILN_ECONFLICT);
+	assert_non_null(strstr(err.msg, "is PENDING"));
+	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
+						    KILN_WF_ACTION_START, &err),
+			 KILN_OK);
+	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
+						    KILN_WF_ACTION_START, &err),
+			 KILN_ECONFLICT);
+	assert_non_null(strstr(err.msg, "is RUNNING"));
+	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
+						    KILN_WF_ACTION_CANCEL, &err),
+			 KILN_OK);
+	wf = get(id);
+	assert_string_equal(str(wf, "status"), "CANCELLED");
+	assert_string_equal(step_status(wf, 0), "CANCELLED");
+	assert_string_equal(step_status(wf, 1), "CANCELLED");
+	assert_false(json_is_null(json_object_get(wf, "completed_at")));
+	json_decref(wf);
+	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
+						    KILN_WF_ACTION_RESUME, &err),
+			 KILN_ECONFLICT);
+	free(id);
+}
+
+/* Runs advance and claims the single ready step; returns the claim. */
+static json_t *advance_and_claim(const char *wf_id)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+	json_t *ready = NULL, *claim = NULL;
+
+	assert_int_equal(kiln_store_advance(st, wf_id, &ready, &err), KILN_OK);
+	assert_int_equal(json_array_size(ready), 1);
+	assert_int_equal(
+		kiln_store_claim_step(st,
+				      json_string_value(json_array_get(ready, 0)),
+				      "node", kiln_now_ms() + 1000, &claim,
+				      &err),
+		KILN_OK);
+	/* A second claim of the same step fails: one runner at a time. */
+	{
+		json_t *again = NULL;
+
+		assert_int_equal(
+			kiln_store_claim_step(
+				st, json_string_value(json_array_get(ready, 0)),
+				"other", kiln_now_ms() + 1000, &again, &err),
+			KILN_ECONFLICT);
+	}
+	json_decref(ready);
+	return claim;
+}
+
+static void test_engine_cycle_to_completed(void **state)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+	char *id = insert(FASHION, "RUNNING", NULL);
+	char wf_id[KILN_UUID_LEN];
+	json_t *claim, *result, *wf, *ready = NULL;
+
+	claim = advance_and_claim(id);
+	assert_string_equal(str(claim, "step_id"), "generate");
+	wf = get(id);
+	assert_string_equal(str(wf, "current_step"), "generate");
+	json_decref(wf);
+	result = json_pack("{ss}", "result_image_path", "/x.png");
+	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
+						str(claim, "task_id"), result,
+						NULL, wf_id, &err),
+			 KILN_OK);
+	assert_string_equal(wf_id, id);
+	/* A late duplicate answer for the same attempt changes nothing. */
+	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
+						str(claim, "task_id"), NULL,
+						"late", wf_id, &err),
+			 KILN_ECONFLICT);
+	json_decref(claim);
+
+	claim = advance_and_claim(id);
+	assert_string_equal(str(claim, "step_id"), "refine");
+	/* The claim carries the results of completed steps for mappings. */
+	assert_string_equal(
+		str(json_object_get(json_object_get(claim, "results"),
+				    "generate"),
+		    "result_image_path"),
+		"/x.png");
+	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
+						str(claim, "task_id"), result,
+						NULL, wf_id, &err),
+			 KILN_OK);
+	json_decref(claim);
+	assert_int_equal(kiln_store_advance(st, id, &ready, &err), KILN_OK);
+	assert_int_equal(json_array_size(ready), 0);
+	json_decref(ready);
+	wf = get(id);
+	assert_string_equal(str(wf, "status"), "COMPLETED");
+	assert_int_equal(
+		json_integer_value(json_object_get(wf, "completed_steps")), 2);
+	assert_true(json_real_value(json_object_get(wf, "progress")) == 100.0);
+	assert_string_equal(str(json_object_get(wf, "final_step_result"),
+				"result_image_path"),
+			    "/x.png");
+	json_decref(wf);
+	json_decref(result);
+	free(id);
+}
+
+static void test_failure_then_resume(void **state)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+	char *id = insert(FASHION, "RUNNING", NULL);
+	char wf_id[KILN_UUID_LEN];
+	json_t *claim, *wf, *ok = json_pack("{ss}", "result_image_path", "p");
+
+	claim = advance_and_claim(id);
+	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
+						str(claim, "task_id"), ok,
+						NULL, wf_id, &err),
+			 KILN_OK);
+	json_decref(claim);
+	claim = advance_and_claim(id);
+	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
+						str(claim, "task_id"), NULL,
+						"HTTP 500", wf_id, &err),
+			 KILN_OK);
+	json_decref(claim);
+	wf = get(id);
+	assert_string_equal(str(wf, "status"), "FAILED");
+	assert_string_equal(str(wf, "error_message"),
+			    "step 'refine' failed: HTTP 500");
+	assert_int_equal(json_array_size(json_object_get(wf, "errors")), 1);
+	assert_string_equal(step_status(wf, 1), "FAILED");
+	json_decref(wf);
+
+	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
+						    KILN_WF_ACTION_RESUME, &err),
+			 KILN_OK);
+	wf = get(id);
+	assert_string_equal(str(wf, "status"), "RUNNING");
+	assert_true(json_is_null(json_object_get(wf, "error_message")));
+	assert_int_equal(json_array_size(json_object_get(wf, "errors")), 0);
+	assert_string_equal(step_status(wf, 0), "COMPLETED");
+	assert_string_equal(step_status(wf, 1), "PENDING");
+	json_decref(wf);
+	/* Only the failed step runs again. */
+	claim = advance_and_claim(id);
+	assert_string_equal(str(claim, "step_id"), "refine");
+	json_decref(claim);
+	json_decref(ok);
+	free(id);
+}
+
+static void test_recover_and_reopen(void **state)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+	char *id = insert(FASHION, "RUNNING", NULL);
+	json_t *claim, *running = NULL, *wf, *ready = NULL;
+	size_t i;
+	int found = 0;
+
+	claim = advance_and_claim(id);
+	json_decref(claim);
+	/* "Crash": close every connection, reopen, recover. */
+	kiln_store_shutdown();
+	assert_int_equal(kiln_store_init(data_dir, &err), KILN_OK);
+	st = kiln_store_thread(NULL);
+	assert_int_equal(kiln_store_recover(st, &running, &err), KILN_OK);
+	for (i = 0; i < json_array_size(running); i++)
+		found |= strcmp(json_string_value(json_array_get(running, i)),
+				id) == 0;
+	assert_true(found);
+	json_decref(running);
+	wf = get(id);
+	assert_string_equal(step_status(wf, 0), "READY");
+	json_decref(wf);
+	assert_int_equal(kiln_store_advance(st, id, &ready, &err), KILN_OK);
+	assert_int_equal(json_array_size(ready), 1);
+	json_decref(ready);
+	free(id);
+}
+
+static void test_soft_delete(void **state)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_wf_filter f = {.limit = 1000};
+	struct kiln_err err = {0};
+	char *id = insert(FASHION, "RUNNING", NULL);
+	json_t *steps = NULL, *list = NULL, *wf;
+	int64_t before;
+
+	assert_int_equal(kiln_store_soft_delete_workflow(st, id, NULL, &steps,
+							 &err),
+			 KILN_ECONFLICT);
+	assert_non_null(strstr(err.msg, "is RUNNING"));
+	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
+						    KILN_WF_ACTION_CANCEL, &err),
+			 KILN_OK);
+	assert_int_equal(kiln_store_list_workflows(st, &f, NULL, &list, &err),
+			 KILN_OK);
+	before = json_integer_value(json_object_get(list, "total"));
+	json_decref(list);
+	assert_int_equal(kiln_store_soft_delete_workflow(st, id, NULL, &steps,
+							 &err),
+			 KILN_OK);
+	assert_int_equal(json_array_size(steps), 2);
+	json_decref(steps);
+	assert_int_equal(kiln_store_list_workflows(st, &f, NULL, &list, &err),
+			 KILN_OK);
+	assert_int_equal(json_integer_value(json_object_get(list, "total")),
+			 before - 1);
+	json_decref(list);
+	wf = get(id);
+	assert_true(json_is_true(json_object_get(wf, "is_deleted")));
+	assert_false(json_is_null(json_object_get(wf, "deleted_at")));
+	json_decref(wf);
+	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
+						    KILN_WF_ACTION_START, &err),
+			 KILN_ECONFLICT);
+	assert_non_null(strstr(err.msg, "deleted"));
+	free(id);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_insert_renders_every_field,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_list_order_filters_and_scope, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transitions_are_guarded,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_engine_cycle_to_completed,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_then_resume, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_recover_and_reopen, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_soft_delete, setup,
+						teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
