@@ -134,9 +134,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 					 MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (rs->len > 0 && ct != NULL && !is_json_type(ct)) {
 		kiln_reply_detail(&resp, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-				  "Content-Type must be application/json,"
-				  " not '%s'",
-				  ct);
+				  "Content-Type must be application/json");
 		return kiln_reply_send(conn, &resp);
 	}
 	req.app = h->app;

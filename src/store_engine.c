@@ -349,6 +349,9 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		" status = CASE WHEN status IN ('RUNNING', 'PAUSED')"
 		"   THEN 'FAILED' ELSE status END,"
 		" updated_at = ?2 WHERE id = ?1";
+	static const char sql_unready[] =
+		"UPDATE steps SET status = 'PENDING', updated_at = ?2"
+		" WHERE workflow_id = ?1 AND status = 'READY'";
 	int ok = error_message == NULL;
 	int64_t now = kiln_now_ms();
 	char wf_id[KILN_UUID_LEN] = "";
@@ -411,6 +414,10 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		sqlite3_bind_int64(s, 2, now);
 		kiln_bind_cstr(s, 3, wf_error ? wf_error : error_message);
 		rc = step_done(st, s, sqlite3_step(s), err);
+		/* A failed workflow starts nothing more: READY siblings go
+		 * back to PENDING so a resume schedules them afresh. */
+		if (rc == KILN_OK)
+			rc = exec_id_now(st, sql_unready, wf_id, now, err);
 	}
 	if (rc != KILN_OK)
 		goto fail;

@@ -515,13 +515,15 @@ static const struct transition transitions[] = {
 		 " errors = '[]', completed_at = NULL,"
 		 " started_at = COALESCE(started_at, ?2), updated_at = ?2"
 		 " WHERE id = ?1",
-		 /* Failed steps run again; completed ones keep their
-		  * results; steps still in flight finish on their own. */
+		 /* Failed and running steps run again (clearing task_id
+		  * drops a late answer of the old attempt); completed ones
+		  * keep their results. */
 		 "UPDATE steps SET status = 'PENDING', result = NULL,"
-		 " error_message = NULL, started_at = NULL,"
+		 " error_message = NULL, started_at = NULL, task_id = NULL,"
 		 " completed_at = NULL, lease_owner = NULL,"
 		 " lease_expires_at = NULL, updated_at = ?2"
-		 " WHERE workflow_id = ?1 AND status = 'FAILED'"},
+		 " WHERE workflow_id = ?1"
+		 " AND status IN ('FAILED', 'RUNNING', 'READY')"},
 	},
 	[KILN_WF_ACTION_CANCEL] = {
 		BIT(KILN_WF_PENDING) | BIT(KILN_WF_RUNNING) |

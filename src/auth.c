@@ -1,0 +1,584 @@
+/*
+ * auth.c - bearer tokens (HS256 JWTs) and the daemon's signing secret.
+ *
+ * Verification is done in two layers on purpose.  We first take the token
+ * apart ourselves (three base64url parts, JSON-object header and payload,
+ * no duplicate keys) and insist that the header says exactly "HS256"
+ * before any key is used: the token never picks the algorithm, so
+ * `alg: none` and HS384/RS256 are refused up front.  Only then does libjwt
+ * check the signature over the same bytes, and we check again that it
+ * verified as HS256.  Claims (exp, nbf, tenant, sub) are read from our own
+ * parse of the payload, which is exactly the text the signature covers.
+ *
+ * The secret lives in <data_dir>/jwt.secret: 256 random bits, hex, mode
+ * 0600, created with O_EXCL so two starts can never overwrite each other's
+ * secret.  Its bytes are the file's text without trailing whitespace.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <jwt.h>
+
+#include "kiln/auth.h"
+#include "kiln/log.h"
+
+/* Longer tokens are refused before any decoding; ours are ~250 bytes. */
+#define TOKEN_MAX_LEN 8192
+/* The secret file is 65 bytes when we write it; a hand-written one may be
+ * longer, but not this long. */
+#define SECRET_FILE_MAX 4096
+#define SECRET_RANDOM_BYTES 32
+#define SECRET_FILE_NAME "jwt.secret"
+
+static const char REASON_MISSING[] = "missing bearer token";
+static const char REASON_MALFORMED[] = "malformed token";
+static const char REASON_ALG[] = "unsupported token algorithm";
+static const char REASON_SIGNATURE[] = "bad token signature";
+static const char REASON_EXPIRED[] = "token expired";
+static const char REASON_NOT_YET[] = "token not yet valid";
+
+/* ------------------------------------------------------------------ */
+/* Token parsing                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Value of a base64url character, or -1 if it is not one. */
+static int b64url_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+/* 1 if s[0..len) is unpadded base64url text of a possible length (RFC 7515
+ * section 2 omits the '=' padding; a remainder of 1 cannot occur). */
+static int b64url_is_valid(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len % 4 == 1)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (b64url_value((unsigned char)s[i]) < 0)
+			return 0;
+	return 1;
+}
+
+/* Decodes unpadded base64url into a malloc'd buffer the caller frees.
+ * Returns 0, or -1 for bad input or no memory. */
+static int b64url_decode(const char *s, size_t len, unsigned char **out,
+			 size_t *out_len)
+{
+	unsigned char *buf;
+	unsigned long acc = 0;
+	size_t i, n = 0;
+	int bits = 0;
+
+	if (!b64url_is_valid(s, len))
+		return -1;
+	buf = malloc(len * 3 / 4 + 1);
+	if (buf == NULL)
+		return -1;
+	for (i = 0; i < len; i++) {
+		acc = (acc << 6) |
+		      (unsigned long)b64url_value((unsigned char)s[i]);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			buf[n++] = (unsigned char)(acc >> bits);
+			acc &= (1UL << bits) - 1;
+		}
+	}
+	*out = buf;
+	*out_len = n;
+	return 0;
+}
+
+/* Decodes one base64url part that must hold a JSON object; NULL if it
+ * does not.  Duplicate keys are refused so that nobody can smuggle a
+ * second "alg" or "exp" past a parser that keeps the other one. */
+static json_t *decode_json_part(const char *s, size_t len)
+{
+	unsigned char *raw = NULL;
+	size_t raw_len = 0;
+	json_t *obj = NULL;
+
+	if (b64url_decode(s, len, &raw, &raw_len) != 0)
+		goto out;
+	obj = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES,
+			 NULL);
+	if (obj != NULL && !json_is_object(obj)) {
+		json_decref(obj);
+		obj = NULL;
+	}
+out:
+	free(raw);
+	return obj;
+}
+
+/*
+ * Finds the token in an Authorization header value: scheme "Bearer" (any
+ * case), at least one space, the token, optional trailing blanks.  Sets
+ * *token and *len to a span inside header.  Returns 0, or -1 when there is no
+ * bearer token at all.
+ */
+static int find_bearer_token(const char *header, const char **token,
+			     size_t *len)
+{
+	const char *p = header;
+	size_t n;
+
+	if (p == NULL)
+		return -1;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (strncasecmp(p, "Bearer", 6) != 0 || p[6] != ' ')
+		return -1;
+	p += 6;
+	while (*p == ' ')
+		p++;
+	n = strlen(p);
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	if (n == 0)
+		return -1;
+	*token = p;
+	*len = n;
+	return 0;
+}
+
+/* 1 if now_s >= v, for a JSON integer or real claim value. */
+static int now_is_at_or_after(int64_t now_s, const json_t *v)
+{
+	if (json_is_integer(v))
+		return now_s >= (int64_t)json_integer_value(v);
+	return (double)now_s >= json_real_value(v);
+}
+
+/* Copies a UTF-8 string into dst (size bytes), cutting at a character
+ * boundary when it does not fit, so the copy stays valid UTF-8. */
+static void copy_utf8_truncated(char *dst, const char *src, size_t size)
+{
+	size_t n = strlen(src);
+
+	if (n >= size) {
+		n = size - 1;
+		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* ------------------------------------------------------------------ */
+/* Verification                                                        */
+/* ------------------------------------------------------------------ */
+
+enum kiln_rc kiln_auth_verify(const char *header, const char *secret,
+			      int64_t now_s, struct kiln_principal *out,
+			      struct kiln_err *err)
+{
+	struct kiln_principal p;
+	const char *token, *dot1, *dot2, *alg, *reason = NULL;
+	const json_t *exp, *nbf, *tenant, *sub;
+	json_t *jhead = NULL, *claims = NULL;
+	char *token_copy = NULL;
+	jwt_t *jwt = NULL;
+	size_t len, secret_len;
+
+	memset(&p, 0, sizeof(p));
+	if (find_bearer_token(header, &token, &len) != 0) {
+		reason = REASON_MISSING;
+		goto out;
+	}
+
+	/* Shape: exactly three base64url parts.  The signature may be empty
+	 * here so that an `alg: none` token is reported as such below. */
+	reason = REASON_MALFORMED;
+	if (len > TOKEN_MAX_LEN)
+		goto out;
+	dot1 = memchr(token, '.', len);
+	if (dot1 == NULL)
+		goto out;
+	dot2 = memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token));
+	if (dot2 == NULL ||
+	    memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
+		goto out;
+	if (!b64url_is_valid(dot2 + 1, len - (size_t)(dot2 + 1 - token)))
+		goto out;
+	jhead = decode_json_part(token, (size_t)(dot1 - token));
+	claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+	if (jhead == NULL || claims == NULL)
+		goto out;
+
+	/* The algorithm is ours to choose, never the token's. */
+	alg = json_string_value(json_object_get(jhead, "alg"));
+	if (alg == NULL || strcmp(alg, "HS256") != 0) {
+		reason = REASON_ALG;
+		goto out;
+	}
+
+	/* An empty key would make libjwt skip verification altogether. */
+	reason = REASON_SIGNATURE;
+	secret_len = secret ? strlen(secret) : 0;
+	if (secret_len == 0 || secret_len > INT_MAX)
+		goto out;
+	token_copy = strndup(token, len);
+	if (token_copy == NULL)
+		goto out;
+	if (jwt_decode(&jwt, token_copy, (const unsigned char *)secret,
+		       (int)secret_len) != 0 ||
+	    jwt_get_alg(jwt) != JWT_ALG_HS256)
+		goto out;
+
+	/* Claim types first: a badly typed claim is malformed whatever the
+	 * clock says. */
+	reason = REASON_MALFORMED;
+	exp = json_object_get(claims, "exp");
+	nbf = json_object_get(claims, "nbf");
+	tenant = json_object_get(claims, "tenant");
+	sub = json_object_get(claims, "sub");
+	if ((exp && !json_is_number(exp)) || (nbf && !json_is_number(nbf)))
+		goto out;
+	if (tenant && (!json_is_string(tenant) ||
+		       json_string_length(tenant) == 0 ||
+		       json_string_length(tenant) >= KILN_TENANT_MAX))
+		goto out;
+	if (exp && now_is_at_or_after(now_s, exp)) {
+		reason = REASON_EXPIRED;
+		goto out;
+	}
+	if (nbf && !now_is_at_or_after(now_s, nbf)) {
+		reason = REASON_NOT_YET;
+		goto out;
+	}
+
+	if (tenant) {
+		p.has_tenant = 1;
+		kiln_strlcpy(p.tenant, json_string_value(tenant),
+			     sizeof(p.tenant));
+	}
+	/* sub is informational (logs), so an overlong one is cut rather than
+	 * refused. */
+	if (json_is_string(sub))
+		copy_utf8_truncated(p.sub, json_string_value(sub),
+				    sizeof(p.sub));
+	reason = NULL;
+	*out = p;
+out:
+	if (jwt != NULL)
+		jwt_free(jwt);
+	free(token_copy);
+	json_decref(jhead);
+	json_decref(claims);
+	if (reason != NULL)
+		return kiln_err_set(err, KILN_EAUTH, "", "%s", reason);
+	return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Signing                                                             */
+/* ------------------------------------------------------------------ */
+
+char *kiln_auth_make_token(const char *secret, const char *sub,
+			   const char *tenant, int64_t now_s, int64_t ttl_s)
+{
+	jwt_t *jwt = NULL;
+	char *token = NULL;
+	size_t secret_len = secret ? strlen(secret) : 0;
+
+	if (secret_len == 0 || secret_len > INT_MAX)
+		goto out;
+	if ((ttl_s > 0 && now_s > INT64_MAX - ttl_s) ||
+	    (ttl_s < 0 && now_s < INT64_MIN - ttl_s))
+		goto out;
+	if (jwt_new(&jwt) != 0)
+		goto out;
+	if (jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret,
+			(int)secret_len) != 0)
+		goto out;
+	if (jwt_add_grant_int(jwt, "iat", (long)now_s) != 0 ||
+	    jwt_add_grant_int(jwt, "exp", (long)(now_s + ttl_s)) != 0)
+		goto out;
+	if (sub != NULL && jwt_add_grant(jwt, "sub", sub) != 0)
+		goto out;
+	if (tenant != NULL && jwt_add_grant(jwt, "tenant", tenant) != 0)
+		goto out;
+	/* libjwt 1.10 has no allocator hooks: the string is plain malloc
+	 * memory, so our callers' free() is right. */
+	token = jwt_encode_str(jwt);
+out:
+	if (jwt != NULL)
+		jwt_free(jwt);
+	return token;
+}
+
+/* ------------------------------------------------------------------ */
+/* The secret file                                                     */
+/* ------------------------------------------------------------------ */
+
+/* mkdir -p: parents 0755, the data directory itself 0700 (it will hold
+ * the secret and the store). */
+static enum kiln_rc make_dirs(const char *dir, struct kiln_err *err)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	size_t i, len;
+
+	len = kiln_strlcpy(path, dir, sizeof(path));
+	if (len >= sizeof(path))
+		return kiln_err_set(err, KILN_EIO, dir, "%s: path too long",
+				    dir);
+	for (i = 1; i < len; i++) {
+		if (path[i] != '/')
+			continue;
+		path[i] = '\0';
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			return kiln_err_set(err, KILN_EIO, dir,
+					    "cannot create directory %s: %s",
+					    path, strerror(errno));
+		path[i] = '/';
+	}
+	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+		return kiln_err_set(err, KILN_EIO, dir,
+				    "cannot create directory %s: %s", path,
+				    strerror(errno));
+	if (stat(path, &st) != 0)
+		return kiln_err_set(err, KILN_EIO, dir, "cannot stat %s: %s",
+				    path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return kiln_err_set(err, KILN_EIO, dir, "%s is not a directory",
+				    path);
+	return KILN_OK;
+}
+
+/*
+ * Reads an existing secret file.  Returns KILN_OK with *out set,
+ * KILN_ENOTFOUND if there is no file (not an error for our caller), or
+ * KILN_EIO.
+ */
+static enum kiln_rc read_secret(const char *path, char **out,
+				struct kiln_err *err)
+{
+	char buf[SECRET_FILE_MAX + 1];
+	enum kiln_rc rc = KILN_EIO;
+	struct stat st;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return KILN_ENOTFOUND;
+		return kiln_err_set(err, KILN_EIO, path, "cannot open %s: %s",
+				    path, strerror(errno));
+	}
+	if (fstat(fd, &st) != 0) {
+		kiln_err_set(err, KILN_EIO, path, "cannot stat %s: %s", path,
+			     strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		kiln_err_set(err, KILN_EIO, path, "%s is not a regular file",
+			     path);
+		goto out;
+	}
+	if (st.st_mode & 077)
+		kiln_log(KILN_LOG_WARN,
+			 "%s is accessible to group or others (mode %03o);"
+			 " run chmod 600 on it",
+			 path, (unsigned)(st.st_mode & 0777));
+	while (len < sizeof(buf)) {
+		n = read(fd, buf + len, sizeof(buf) - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			kiln_err_set(err, KILN_EIO, path, "cannot read %s: %s",
+				     path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > SECRET_FILE_MAX) {
+		kiln_err_set(err, KILN_EIO, path,
+			     "%s is too large (more than %d bytes)", path,
+			     SECRET_FILE_MAX);
+		goto out;
+	}
+	while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t' ||
+			   buf[len - 1] == '\r' || buf[len - 1] == '\n'))
+		len--;
+	if (len == 0) {
+		kiln_err_set(err, KILN_EIO, path, "%s is empty", path);
+		goto out;
+	}
+	/* The key is used as a C string; a NUL would silently shorten it. */
+	if (memchr(buf, '\0', len) != NULL) {
+		kiln_err_set(err, KILN_EIO, path, "%s contains a NUL byte",
+			     path);
+		goto out;
+	}
+	*out = strndup(buf, len);
+	if (*out == NULL) {
+		kiln_err_set(err, KILN_ENOMEM, path, "out of memory");
+		goto out;
+	}
+	rc = KILN_OK;
+out:
+	explicit_bzero(buf, sizeof(buf));
+	close(fd);
+	return rc;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Creates a fresh secret file.  O_EXCL means we never replace a file that
+ * appeared meanwhile: then KILN_ECONFLICT is returned and the caller reads
+ * that file instead.  A failed write removes the partial file, so the
+ * next start does not find a short key.
+ */
+static enum kiln_rc create_secret(const char *dir, const char *path,
+				  char **out, struct kiln_err *err)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[SECRET_RANDOM_BYTES];
+	char text[SECRET_RANDOM_BYTES * 2 + 2];
+	enum kiln_rc rc = KILN_EIO;
+	size_t got = 0, i;
+	ssize_t n;
+	int fd = -1, dfd;
+
+	while (got < sizeof(rnd)) {
+		n = getrandom(rnd + got, sizeof(rnd) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			kiln_err_set(err, KILN_EIO, path,
+				     "cannot get random bytes for %s: %s",
+				     path, strerror(errno));
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	for (i = 0; i < sizeof(rnd); i++) {
+		text[2 * i] = hex[rnd[i] >> 4];
+		text[2 * i + 1] = hex[rnd[i] & 0xf];
+	}
+	text[2 * sizeof(rnd)] = '\n';
+	text[2 * sizeof(rnd) + 1] = '\0';
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+		  0600);
+	if (fd < 0) {
+		if (errno == EEXIST) {
+			rc = KILN_ECONFLICT;
+			goto out;
+		}
+		kiln_err_set(err, KILN_EIO, path, "cannot create %s: %s", path,
+			     strerror(errno));
+		goto out;
+	}
+	if (write_all(fd, text, 2 * sizeof(rnd) + 1) != 0 || fsync(fd) != 0) {
+		kiln_err_set(err, KILN_EIO, path, "cannot write %s: %s", path,
+			     strerror(errno));
+		unlink(path);
+		goto out;
+	}
+	/* Make the new directory entry durable too; failing that is not
+	 * worth refusing to start over. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	*out = strndup(text, 2 * sizeof(rnd));
+	if (*out == NULL) {
+		kiln_err_set(err, KILN_ENOMEM, path, "out of memory");
+		goto out;
+	}
+	kiln_log(KILN_LOG_INFO, "created a new JWT secret in %s", path);
+	rc = KILN_OK;
+out:
+	if (fd >= 0)
+		close(fd);
+	explicit_bzero(rnd, sizeof(rnd));
+	explicit_bzero(text, sizeof(text));
+	return rc;
+}
+
+enum kiln_rc kiln_auth_load_or_create_secret(const char *data_dir, char **out,
+					     struct kiln_err *err)
+{
+	char path[PATH_MAX];
+	char *secret = NULL;
+	enum kiln_rc rc;
+	size_t dir_len;
+	int n, attempt;
+
+	if (data_dir == NULL || data_dir[0] == '\0')
+		return kiln_err_set(err, KILN_EINVAL, "data_dir",
+				    "data_dir must not be empty");
+	rc = make_dirs(data_dir, err);
+	if (rc != KILN_OK)
+		return rc;
+	dir_len = strlen(data_dir);
+	while (dir_len > 1 && data_dir[dir_len - 1] == '/')
+		dir_len--;
+	n = snprintf(path, sizeof(path), "%.*s%s%s", (int)dir_len, data_dir,
+		     data_dir[dir_len - 1] == '/' ? "" : "/",
+		     SECRET_FILE_NAME);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return kiln_err_set(err, KILN_EIO, data_dir,
+				    "%s: path too long", data_dir);
+
+	/* Read, else create; if another process created it between the two,
+	 * read theirs. */
+	for (attempt = 0; attempt < 2; attempt++) {
+		rc = read_secret(path, &secret, err);
+		if (rc != KILN_ENOTFOUND)
+			break;
+		rc = create_secret(data_dir, path, &secret, err);
+		if (rc != KILN_ECONFLICT)
+			break;
+	}
+	if (rc == KILN_ENOTFOUND || rc == KILN_ECONFLICT)
+		rc = kiln_err_set(err, KILN_EIO, path,
+				  "%s keeps appearing and disappearing", path);
+	if (rc == KILN_OK)
+		*out = secret;
+	return rc;
+}
