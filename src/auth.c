@@ -171,21 +171,6 @@ static int now_is_at_or_after(int64_t now_s, const json_t *v)
 	return (double)now_s >= json_real_value(v);
 }
 
-/* Copies a UTF-8 string into dst (size bytes), cutting at a character
- * boundary when it does not fit, so the copy stays valid UTF-8. */
-static void copy_utf8_truncated(char *dst, const char *src, size_t size)
-{
-	size_t n = strlen(src);
-
-	if (n >= size) {
-		n = size - 1;
-		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
-			n--;
-	}
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
 /* ------------------------------------------------------------------ */
 /* Verification                                                        */
 /* ------------------------------------------------------------------ */
@@ -277,7 +262,7 @@ enum kiln_rc kiln_auth_verify(const char *header, const char *secret,
 	/* sub is informational (logs), so an overlong one is cut rather than
 	 * refused. */
 	if (json_is_string(sub))
-		copy_utf8_truncated(p.sub, json_string_value(sub),
+		kiln_strlcpy(p.sub, json_string_value(sub),
 				    sizeof(p.sub));
 	reason = NULL;
 	*out = p;

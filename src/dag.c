@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "kiln/dag.h"
+#include "kiln/utf8.h"
 
 #define NO_NODE SIZE_MAX
 
@@ -178,8 +179,7 @@ static void msg_end(struct msg_buf *m)
 
 	if (!m->is_cut)
 		return;
-	while (cut > 0 && ((unsigned char)m->s[cut] & 0xC0) == 0x80)
-		cut--;
+	cut = kiln_utf8_prefix(m->s, m->len, cut);
 	memcpy(m->s + cut, "...", 4);
 	m->len = cut + 3;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kiln/common.h"
+#include "kiln/utf8.h"
 
 enum kiln_rc kiln_err_set(struct kiln_err *err, enum kiln_rc code,
 			  const char *field, const char *fmt, ...)
@@ -19,6 +20,8 @@ enum kiln_rc kiln_err_set(struct kiln_err *err, enum kiln_rc code,
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
+	/* A message cut to fit must still be valid UTF-8 for the reply. */
+	kiln_utf8_trim_tail(err->msg);
 	return code;
 }
 
@@ -55,7 +58,7 @@ size_t kiln_strlcpy(char *dst, const char *src, size_t size)
 	size_t len = strlen(src);
 
 	if (size > 0) {
-		size_t n = len < size - 1 ? len : size - 1;
+		size_t n = kiln_utf8_prefix(src, len, size - 1);
 		memcpy(dst, src, n);
 		dst[n] = '\0';
 	}

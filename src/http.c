@@ -200,6 +200,8 @@ enum kiln_rc kiln_http_start(struct kiln_app *app, struct kiln_http **out,
 		flags |= MHD_USE_IPv6;
 	h->daemon = MHD_start_daemon(
 		flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, h,
+		/* First, so MHD logs nothing through its own logger. */
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
 		MHD_OPTION_CONNECTION_TIMEOUT,
@@ -209,7 +211,6 @@ enum kiln_rc kiln_http_start(struct kiln_app *app, struct kiln_http **out,
 		(unsigned)cfg->max_connections_per_ip,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
 		MHD_OPTION_END);
 	freeaddrinfo(ai);

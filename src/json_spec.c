@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "kiln/json_spec.h"
+#include "kiln/utf8.h"
 
 json_t *kiln_loc_key(const json_t *base, const char *key)
 {
@@ -40,15 +41,6 @@ void kiln_detail_add(json_t *detail, const json_t *loc, const char *type,
 	json_array_append_new(detail,
 			      json_pack("{sssOss}", "type", type, "loc", loc,
 					"msg", msg));
-}
-
-size_t kiln_utf8_length(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s; s++)
-		n += ((unsigned char)*s & 0xc0) != 0x80;
-	return n;
 }
 
 static const char *plural(long n)

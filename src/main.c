@@ -169,6 +169,11 @@ static int build_config(const struct cli *cli, struct kiln_config *cfg)
 		}
 		free(cfg->data_dir);
 		cfg->data_dir = strdup(cli->data_dir);
+		if (cfg->data_dir == NULL) {
+			kiln_err_set(&err, KILN_ENOMEM, "--data-dir",
+				     "out of memory");
+			goto bad;
+		}
 	}
 	if (cli->workers) {
 		if (parse_long(cli->workers, 1, 1024, &workers) != 0) {
@@ -294,8 +299,10 @@ static int run_daemon(const struct cli *cli)
 		goto out_engine;
 	}
 	kiln_log(KILN_LOG_INFO,
-		 "kilnd %s listening on %s:%d (data dir %s, %d workers)",
-		 KILN_VERSION, cfg.listen_host, port, cfg.data_dir,
+		 "kilnd %s listening on %s%s%s:%d (data dir %s, %d workers)",
+		 KILN_VERSION, strchr(cfg.listen_host, ':') ? "[" : "",
+		 cfg.listen_host, strchr(cfg.listen_host, ':') ? "]" : "",
+		 port, cfg.data_dir,
 		 cfg.workers);
 	while (sigwait(&sigs, &sig) != 0)
 		;

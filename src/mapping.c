@@ -17,8 +17,8 @@
  * are decimal without leading zeros; "-" (one past the end) only makes
  * sense when setting, where it appends.
  *
- * Messages quote user-supplied text through excerpt(), which bounds it and
- * cuts only between UTF-8 characters: the messages end up in JSON replies,
+ * Messages quote user-supplied text through kiln_text_excerpt(), which
+ * bounds it and cuts only between UTF-8 characters: the messages end up in JSON replies,
  * and jansson refuses a string that stops half-way through a character.
  */
 #include <ctype.h>
@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "kiln/mapping.h"
+#include "kiln/utf8.h"
 
 _Static_assert(sizeof(json_int_t) == sizeof(long long),
 	       "numeric strings are parsed with strtoll");
@@ -47,51 +48,9 @@ _Static_assert(sizeof(json_int_t) == sizeof(long long),
 /* Small helpers                                                       */
 /* ------------------------------------------------------------------ */
 
-/*
- * Copies at most max bytes of s (len bytes long) into out (room for
- * max + 4), cutting at a UTF-8 character boundary and marking a cut with
- * "...".  Returns out.
- */
-static const char *excerpt(const char *s, size_t len, size_t max, char *out)
-{
-	size_t n = len;
-
-	if (n > max) {
-		n = max;
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
-	}
-	memcpy(out, s, n);
-	if (n < len)
-		memcpy(out + n, "...", 4);
-	else
-		out[n] = '\0';
-	return out;
-}
-
-/* Drops a UTF-8 sequence cut short at the end of s (jansson's error text
- * is cut to a fixed length without regard for characters). */
-static void trim_partial_utf8(char *s)
-{
-	size_t len = strlen(s), start = len, want;
-	unsigned char lead;
-
-	while (start > 0 && len - start < 4 &&
-	       ((unsigned char)s[start - 1] & 0xC0) == 0x80)
-		start--;
-	if (start == 0)
-		return;
-	lead = (unsigned char)s[start - 1];
-	if (lead < 0xC0)
-		return;
-	want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
-	if (len - (start - 1) < want)
-		s[start - 1] = '\0';
-}
-
 static const char *excerpt_name(const char *s, char out[EXCERPT_BUF])
 {
-	return excerpt(s, strlen(s), EXCERPT_NAME_MAX, out);
+	return kiln_text_excerpt(s, strlen(s), EXCERPT_NAME_MAX, out);
 }
 
 /* "object", "array", ... for "needs an array, got object". */
@@ -133,8 +92,9 @@ static void describe(const json_t *v, char *buf, size_t size)
 	switch (json_typeof(v)) {
 	case JSON_STRING:
 		snprintf(buf, size, "a string '%s'",
-			 excerpt(json_string_value(v), json_string_length(v),
-				 EXCERPT_VALUE_MAX, text));
+			 kiln_text_excerpt(json_string_value(v),
+					   json_string_length(v),
+					   EXCERPT_VALUE_MAX, text));
 		return;
 	case JSON_INTEGER:
 		snprintf(buf, size, "the number %" JSON_INTEGER_FORMAT,
@@ -544,7 +504,7 @@ static json_t *tf_json_decode(const char *name, json_t *value,
 			 JSON_DECODE_ANY, &jerr);
 	if (out == NULL) {
 		describe(value, what, sizeof(what));
-		trim_partial_utf8(jerr.text);
+		kiln_utf8_trim_tail(jerr.text);
 		kiln_err_set(err, KILN_EINVAL, "",
 			     "transform '%s' cannot parse %s as JSON: %s",
 			     name, what, jerr.text);
@@ -746,7 +706,7 @@ static enum kiln_rc check_step(const json_t *node, const char *tok,
 
 	if (json_is_object(node))
 		return KILN_OK;
-	excerpt(field, prefix_len, EXCERPT_NAME_MAX, prefix);
+	kiln_text_excerpt(field, prefix_len, EXCERPT_NAME_MAX, prefix);
 	if (!json_is_array(node)) {
 		snprintf(why, sizeof(why),
 			 "'%s' is %s%s, not an object or array", prefix,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kiln/provider.h"
+#include "kiln/utf8.h"
 
 json_t *kiln_provider_dryrun_result(const json_t *input, const char *wf_id,
 				    const char *step_id,
@@ -60,25 +61,11 @@ oom:
 	return NULL;
 }
 
-/* Copies at most KILN_PROVIDER_EXCERPT bytes of body, printable. */
-static void excerpt(const char *body, size_t len, char *out, size_t outlen)
-{
-	size_t i, n = len < KILN_PROVIDER_EXCERPT ? len : KILN_PROVIDER_EXCERPT;
-
-	if (n >= outlen)
-		n = outlen - 1;
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)body[i];
-		out[i] = (c >= 0x20 && c != 0x7f) || c == '\n' ? (char)c : '?';
-	}
-	out[n] = '\0';
-}
-
 enum kiln_rc kiln_provider_http_result(const struct kiln_provider_cfg *p,
 				       const struct kiln_http_response *resp,
 				       json_t **result, struct kiln_err *err)
 {
-	char ex[KILN_PROVIDER_EXCERPT + 1];
+	char ex[KILN_PROVIDER_EXCERPT + 4];
 	json_t *v;
 
 	if (resp->is_too_big)
@@ -93,7 +80,8 @@ enum kiln_rc kiln_provider_http_result(const struct kiln_provider_cfg *p,
 		return kiln_err_set(err, KILN_EUPSTREAM, "",
 				    "provider '%s' request failed: %s", p->name,
 				    resp->error);
-	excerpt(resp->body, resp->body_len, ex, sizeof(ex));
+	kiln_text_excerpt(resp->body, resp->body_len, KILN_PROVIDER_EXCERPT,
+			  ex);
 	if (resp->status < 200 || resp->status > 299)
 		return kiln_err_set(err, KILN_EUPSTREAM, "",
 				    "provider '%s' answered HTTP %ld: %s",

@@ -52,9 +52,6 @@ void kiln_detail_add(json_t *detail, const json_t *loc, const char *type,
 size_t kiln_spec_check(json_t *detail, const json_t *loc, const json_t *obj,
 		       const struct kiln_field *fields, size_t n_fields);
 
-/* Number of Unicode code points in a UTF-8 string. */
-size_t kiln_utf8_length(const char *s);
-
 /*
  * Query arguments.  Each returns 0 and writes *out (the default when value
  * is NULL), or adds an error at ["query", name] to detail and returns -1.
