@@ -3,6 +3,7 @@
 set(body "/* Generated from the migrations folder - do not edit. */\n")
 string(APPEND body "#include \"kiln/migrate.h\"\n\n")
 string(APPEND body "const struct kiln_migration kiln_migrations[] = {\n")
+string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f IN LISTS FILES)
   get_filename_component(name ${f} NAME)
   file(READ ${f} sql HEX)

@@ -238,6 +238,7 @@ static void transition(struct kiln_req *req, struct kiln_resp *resp,
 {
 	struct kiln_err err = {0};
 	struct kiln_store *st;
+	json_t *stopped = NULL;
 
 	if (id_or_reply(req, resp) != 0)
 		return;
@@ -245,10 +246,15 @@ static void transition(struct kiln_req *req, struct kiln_resp *resp,
 	if (st == NULL)
 		return;
 	if (kiln_store_workflow_action(st, req->path_id, &req->scope, action,
-				       &err) != KILN_OK) {
+				       &stopped, &err) != KILN_OK) {
 		kiln_reply_error(resp, &err);
 		return;
 	}
+	/* Steps that were running stop costing: transfers aborted, provider
+	 * jobs cancelled. */
+	if (stopped != NULL)
+		kiln_engine_stop_steps(req->app->engine, stopped);
+	json_decref(stopped);
 	if (action == KILN_WF_ACTION_START || action == KILN_WF_ACTION_RESUME)
 		kiln_engine_kick(req->app->engine, req->path_id);
 	reply_workflow(st, req, req->path_id, MHD_HTTP_OK, resp);

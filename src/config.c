@@ -42,6 +42,7 @@ static void provider_free(struct kiln_provider_cfg *p)
 	for (i = 0; i < p->n_headers; i++)
 		free(p->header_lines[i]);
 	free(p->header_lines);
+	kiln_provider_ext_unref(p->ext);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -92,6 +93,7 @@ static int provider_copy(struct kiln_provider_cfg *dst,
 	dst->timeout_s = src->timeout_s;
 	dst->connect_timeout_s = src->connect_timeout_s;
 	dst->max_retries = src->max_retries;
+	dst->ext = kiln_provider_ext_ref(src->ext);
 	if (src->n_headers > 0) {
 		dst->header_lines =
 			calloc(src->n_headers, sizeof(*dst->header_lines));
@@ -295,6 +297,7 @@ enum kiln_rc kiln_config_init_defaults(struct kiln_config *cfg,
 	cfg->connection_timeout_s = 30;
 	cfg->max_connections = 1024;
 	cfg->max_connections_per_ip = 256;
+	cfg->max_inflight = 10000;
 	cfg->listen_host = strdup("127.0.0.1");
 	cfg->data_dir = strdup(KILN_DEFAULT_DATA_DIR);
 	if (cfg->listen_host == NULL || cfg->data_dir == NULL)
@@ -304,6 +307,8 @@ enum kiln_rc kiln_config_init_defaults(struct kiln_config *cfg,
 	dryrun.type = strdup(DRYRUN);
 	dryrun.timeout_s = 60;
 	dryrun.connect_timeout_s = 10;
+	if (kiln_provider_ext_default(&dryrun.ext, err) != KILN_OK)
+		goto out;
 	if (dryrun.name == NULL || dryrun.type == NULL ||
 	    put_provider(cfg, &dryrun) != 0)
 		goto out;
@@ -484,6 +489,8 @@ static const struct int_key {
 	 offsetof(struct kiln_config, max_connections)},
 	{"max_connections_per_ip", 1, 1000000, INT_FIELD,
 	 offsetof(struct kiln_config, max_connections_per_ip)},
+	{"max_inflight", 1, 1000000, INT_FIELD,
+	 offsetof(struct kiln_config, max_inflight)},
 };
 
 static enum kiln_rc apply_int_key(struct kiln_config *cfg,
@@ -739,6 +746,8 @@ static enum kiln_rc parse_provider(struct kiln_provider_cfg *p,
 			rc = parse_headers(p, v, field, err);
 			if (rc != KILN_OK)
 				return rc;
+		} else if (kiln_provider_ext_key(key)) {
+			continue; /* kiln_provider_ext_parse, below */
 		} else {
 			return kiln_err_set(err, KILN_EINVAL, field,
 					    "unknown key");
@@ -749,7 +758,7 @@ static enum kiln_rc parse_provider(struct kiln_provider_cfg *p,
 		return kiln_err_set(err, KILN_EINVAL, field,
 				    "is required for an http provider");
 	}
-	return KILN_OK;
+	return kiln_provider_ext_parse(obj, base, &p->ext, err);
 }
 
 static enum kiln_rc apply_providers(struct kiln_config *cfg,

@@ -1,16 +1,20 @@
 /*
- * io_loop.c - one thread, one libcurl multi handle.
+ * io_loop.c - one thread, one libcurl multi handle, and a timer heap.
  *
- * Other threads queue requests under a mutex and wake the loop with
- * curl_multi_wakeup().  The loop moves queued requests onto the multi
- * handle (up to max_inflight at once; the rest wait in the queue), drives
- * the transfers with curl_multi_perform/curl_multi_poll, and reports each
- * finished one to its callback.  Every transfer has a connect and a total
- * timeout, CURLOPT_NOSIGNAL, no redirects, and a cap on the bytes read.
+ * Other threads queue requests, aborts and timers under a mutex and wake
+ * the loop with curl_multi_wakeup().  The loop puts each request in the
+ * waiting queue of its lane, starts waiting transfers while their lane and
+ * the global bound allow, drives them with curl_multi_perform/poll, reports
+ * each finished one to its callback, and fires due timers.  Every transfer
+ * has a connect and a total timeout, CURLOPT_NOSIGNAL, no redirects, and a
+ * cap on the bytes read.
  */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "kiln/io_loop.h"
 #include "kiln/log.h"
@@ -19,23 +23,50 @@ struct transfer {
 	struct kiln_http_request *req;
 	kiln_io_done_fn done;
 	void *ctx;
+	uint64_t id;
 	CURL *easy;
 	struct kiln_http_response resp;
 	size_t body_cap;
-	struct transfer *next;             /* queue link */
+	struct transfer *next;              /* queue link */
 	struct transfer *prev_on, *next_on; /* active list links */
+};
+
+struct queue {
+	struct transfer *head, *tail;
+};
+
+struct kiln_io_lane {
+	size_t limit, active;   /* loop thread only */
+	struct queue waiting;   /* loop thread only */
+	struct kiln_io_lane *next;
+};
+
+struct timer {
+	int64_t due_ms; /* monotonic */
+	uint64_t seq;   /* keeps equal due times in order */
+	kiln_io_timer_fn fn;
+	void *ctx;
 };
 
 struct kiln_io {
 	CURLM *multi;
 	pthread_t thread;
 	pthread_mutex_t lock;
-	struct transfer *queue_head, *queue_tail; /* not yet on multi */
-	size_t queued;
-	struct transfer *active_list; /* on the multi handle; loop thread only */
+	/* Under lock: */
+	struct queue incoming;
+	uint64_t *aborts;
+	size_t n_aborts, cap_aborts;
+	struct timer *timers; /* binary min-heap on (due_ms, seq) */
+	size_t n_timers, cap_timers;
+	uint64_t next_id, next_seq;
+	size_t pending; /* submitted and not yet reported */
+	int stopping;
+	struct kiln_io_lane *lanes;
+	/* Loop thread only: */
+	struct kiln_io_lane unlaned; /* requests without a lane */
+	struct transfer *active_list;
 	size_t active;
 	size_t max_inflight;
-	int stopping;
 };
 
 void kiln_http_request_free(struct kiln_http_request *req)
@@ -59,6 +90,94 @@ static void transfer_free(struct transfer *t)
 	free(t);
 }
 
+static void queue_push(struct queue *q, struct transfer *t)
+{
+	t->next = NULL;
+	if (q->tail)
+		q->tail->next = t;
+	else
+		q->head = t;
+	q->tail = t;
+}
+
+static struct transfer *queue_pop(struct queue *q)
+{
+	struct transfer *t = q->head;
+
+	if (t) {
+		q->head = t->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		t->next = NULL;
+	}
+	return t;
+}
+
+/* Removes the transfer with id from q; NULL if it is not there. */
+static struct transfer *queue_take(struct queue *q, uint64_t id)
+{
+	struct transfer *t, *prev = NULL;
+
+	for (t = q->head; t; prev = t, t = t->next) {
+		if (t->id != id)
+			continue;
+		if (prev)
+			prev->next = t->next;
+		else
+			q->head = t->next;
+		if (q->tail == t)
+			q->tail = prev;
+		t->next = NULL;
+		return t;
+	}
+	return NULL;
+}
+
+/* ---- Retry-After ------------------------------------------------------ */
+
+long kiln_parse_retry_after(const char *v, int64_t now_s)
+{
+	const char *p;
+	long secs = 0;
+	time_t when;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (isdigit((unsigned char)*v)) {
+		for (p = v; isdigit((unsigned char)*p); p++) {
+			if (secs > 10L * 365 * 86400)
+				break;
+			secs = secs * 10 + (*p - '0');
+		}
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
+		return *p == '\0' ? secs * 1000 : -1;
+	}
+	when = curl_getdate(v, NULL);
+	if (when == (time_t)-1)
+		return -1;
+	return when > now_s ? (long)(when - now_s) * 1000 : 0;
+}
+
+/* ---- curl callbacks --------------------------------------------------- */
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *p)
+{
+	static const char name[] = "retry-after:";
+	struct transfer *t = p;
+	size_t n = size * nmemb;
+	char value[128];
+
+	if (n > sizeof(name) - 1 && n - (sizeof(name) - 1) < sizeof(value) &&
+	    strncasecmp(data, name, sizeof(name) - 1) == 0) {
+		memcpy(value, data + sizeof(name) - 1, n - (sizeof(name) - 1));
+		value[n - (sizeof(name) - 1)] = '\0';
+		t->resp.retry_after_ms =
+			kiln_parse_retry_after(value, (int64_t)time(NULL));
+	}
+	return n;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 {
 	struct transfer *t = p;
@@ -68,6 +187,12 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 	if (max && t->resp.body_len + n > max) {
 		t->resp.is_too_big = 1;
 		return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+	}
+	if (t->req->sink) {
+		if (t->req->sink(t->req->sink_ctx, data, n) != 0)
+			return 0;
+		t->resp.body_len += n;
+		return n;
 	}
 	if (t->resp.body_len + n + 1 > t->body_cap) {
 		size_t cap = t->body_cap ? t->body_cap : 4096;
@@ -104,6 +229,8 @@ static int transfer_setup(struct transfer *t)
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->resp.error);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "kilnd/" KILN_VERSION);
@@ -123,7 +250,22 @@ static int transfer_setup(struct transfer *t)
 	return 0;
 }
 
-static void finish(struct transfer *t, CURLcode code)
+/* ---- reporting -------------------------------------------------------- */
+
+static void report(struct kiln_io *io, struct transfer *t)
+{
+	if (t->resp.body == NULL) {
+		t->resp.body = calloc(1, 1);
+		t->resp.body_len = t->req->sink ? t->resp.body_len : 0;
+	}
+	t->done(t->ctx, &t->resp);
+	transfer_free(t);
+	pthread_mutex_lock(&io->lock);
+	io->pending--;
+	pthread_mutex_unlock(&io->lock);
+}
+
+static void finish(struct kiln_io *io, struct transfer *t, CURLcode code)
 {
 	char *ct = NULL;
 	curl_off_t total_us = 0;
@@ -135,51 +277,56 @@ static void finish(struct transfer *t, CURLcode code)
 	t->resp.total_ms = (long)(total_us / 1000);
 	if (ct)
 		t->resp.content_type = strdup(ct);
-	if (t->resp.body == NULL) {
-		t->resp.body = calloc(1, 1);
-		t->resp.body_len = 0;
-	}
 	if (code != CURLE_OK && t->resp.error[0] == '\0')
 		kiln_strlcpy(t->resp.error, curl_easy_strerror(code),
 			     sizeof(t->resp.error));
-	t->done(t->ctx, &t->resp);
+	report(io, t);
 }
 
-/* Moves queued requests onto the multi handle while there is room. */
-static void admit_queued(struct kiln_io *io)
+/* ---- admission -------------------------------------------------------- */
+
+static struct kiln_io_lane *lane_of(struct kiln_io *io, struct transfer *t)
 {
-	for (;;) {
-		struct transfer *t;
+	return t->req->lane ? t->req->lane : &io->unlaned;
+}
 
-		pthread_mutex_lock(&io->lock);
-		if (io->queue_head == NULL || io->active >= io->max_inflight) {
-			pthread_mutex_unlock(&io->lock);
-			return;
-		}
-		t = io->queue_head;
-		io->queue_head = t->next;
-		if (io->queue_head == NULL)
-			io->queue_tail = NULL;
-		io->queued--;
-		io->active++;
-		pthread_mutex_unlock(&io->lock);
+static void activate(struct kiln_io *io, struct transfer *t)
+{
+	struct kiln_io_lane *lane = lane_of(io, t);
 
-		if (transfer_setup(t) == 0 &&
-		    curl_multi_add_handle(io->multi, t->easy) == CURLM_OK) {
-			t->next_on = io->active_list;
-			if (io->active_list)
-				io->active_list->prev_on = t;
-			io->active_list = t;
-		} else {
-			kiln_strlcpy(t->resp.error, "cannot start transfer",
-				     sizeof(t->resp.error));
-			finish(t, CURLE_FAILED_INIT);
-			transfer_free(t);
-			pthread_mutex_lock(&io->lock);
-			io->active--;
-			pthread_mutex_unlock(&io->lock);
-		}
+	if (transfer_setup(t) != 0 ||
+	    curl_multi_add_handle(io->multi, t->easy) != CURLM_OK) {
+		kiln_strlcpy(t->resp.error, "cannot start transfer",
+			     sizeof(t->resp.error));
+		finish(io, t, CURLE_FAILED_INIT);
+		return;
 	}
+	lane->active++;
+	io->active++;
+	t->next_on = io->active_list;
+	if (io->active_list)
+		io->active_list->prev_on = t;
+	io->active_list = t;
+}
+
+static void admit_lane(struct kiln_io *io, struct kiln_io_lane *lane)
+{
+	while (lane->waiting.head && lane->active < lane->limit &&
+	       io->active < io->max_inflight)
+		activate(io, queue_pop(&lane->waiting));
+}
+
+static void admit(struct kiln_io *io)
+{
+	struct kiln_io_lane *lane;
+
+	admit_lane(io, &io->unlaned);
+	pthread_mutex_lock(&io->lock);
+	lane = io->lanes;
+	pthread_mutex_unlock(&io->lock);
+	/* Lanes are only ever prepended, so this walk is safe unlocked. */
+	for (; lane && io->active < io->max_inflight; lane = lane->next)
+		admit_lane(io, lane);
 }
 
 static void unlink_active(struct kiln_io *io, struct transfer *t)
@@ -191,6 +338,8 @@ static void unlink_active(struct kiln_io *io, struct transfer *t)
 	if (t->next_on)
 		t->next_on->prev_on = t->prev_on;
 	t->prev_on = t->next_on = NULL;
+	lane_of(io, t)->active--;
+	io->active--;
 }
 
 static void reap_finished(struct kiln_io *io)
@@ -206,38 +355,170 @@ static void reap_finished(struct kiln_io *io)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
 		curl_multi_remove_handle(io->multi, msg->easy_handle);
 		unlink_active(io, t);
-		finish(t, msg->data.result);
-		transfer_free(t);
+		finish(io, t, msg->data.result);
+	}
+}
+
+/* ---- aborts ----------------------------------------------------------- */
+
+static void abort_one(struct kiln_io *io, uint64_t id)
+{
+	struct kiln_io_lane *lane;
+	struct transfer *t;
+
+	for (t = io->active_list; t; t = t->next_on) {
+		if (t->id != id)
+			continue;
+		curl_multi_remove_handle(io->multi, t->easy);
+		unlink_active(io, t);
+		t->resp.is_aborted = 1;
+		report(io, t);
+		return;
+	}
+	t = queue_take(&io->unlaned.waiting, id);
+	pthread_mutex_lock(&io->lock);
+	lane = io->lanes;
+	pthread_mutex_unlock(&io->lock);
+	for (; t == NULL && lane; lane = lane->next)
+		t = queue_take(&lane->waiting, id);
+	if (t) {
+		t->resp.is_aborted = 1;
+		report(io, t);
+	}
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static int timer_before(const struct timer *a, const struct timer *b)
+{
+	return a->due_ms < b->due_ms ||
+	       (a->due_ms == b->due_ms && a->seq < b->seq);
+}
+
+static void heap_push(struct kiln_io *io, struct timer t)
+{
+	size_t i = io->n_timers++;
+
+	io->timers[i] = t;
+	while (i > 0 && timer_before(&io->timers[i], &io->timers[(i - 1) / 2])) {
+		struct timer tmp = io->timers[i];
+
+		io->timers[i] = io->timers[(i - 1) / 2];
+		io->timers[(i - 1) / 2] = tmp;
+		i = (i - 1) / 2;
+	}
+}
+
+static struct timer heap_pop(struct kiln_io *io)
+{
+	struct timer top = io->timers[0];
+	size_t i = 0;
+
+	io->timers[0] = io->timers[--io->n_timers];
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		struct timer tmp;
+
+		if (l < io->n_timers && timer_before(&io->timers[l], &io->timers[m]))
+			m = l;
+		if (r < io->n_timers && timer_before(&io->timers[r], &io->timers[m]))
+			m = r;
+		if (m == i)
+			break;
+		tmp = io->timers[i];
+		io->timers[i] = io->timers[m];
+		io->timers[m] = tmp;
+		i = m;
+	}
+	return top;
+}
+
+/* Fires due timers; returns ms until the next one (at most max_wait). */
+static int fire_timers(struct kiln_io *io, int max_wait)
+{
+	for (;;) {
+		int64_t now = kiln_mono_ms();
+		struct timer t;
+
 		pthread_mutex_lock(&io->lock);
-		io->active--;
+		if (io->n_timers == 0 || io->timers[0].due_ms > now) {
+			int64_t wait = io->n_timers
+					       ? io->timers[0].due_ms - now
+					       : max_wait;
+
+			pthread_mutex_unlock(&io->lock);
+			return wait < max_wait ? (int)wait : max_wait;
+		}
+		t = heap_pop(io);
 		pthread_mutex_unlock(&io->lock);
+		t.fn(t.ctx, 0);
+	}
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+static void take_incoming(struct kiln_io *io)
+{
+	struct queue in;
+	uint64_t *aborts;
+	size_t n_aborts, i;
+	struct transfer *t;
+
+	pthread_mutex_lock(&io->lock);
+	in = io->incoming;
+	io->incoming.head = io->incoming.tail = NULL;
+	aborts = io->aborts;
+	n_aborts = io->n_aborts;
+	io->aborts = NULL;
+	io->n_aborts = io->cap_aborts = 0;
+	pthread_mutex_unlock(&io->lock);
+	while ((t = queue_pop(&in)) != NULL)
+		queue_push(&lane_of(io, t)->waiting, t);
+	for (i = 0; i < n_aborts; i++)
+		abort_one(io, aborts[i]);
+	free(aborts);
+}
+
+static void abandon_queue(struct kiln_io *io, struct queue *q)
+{
+	struct transfer *t;
+
+	while ((t = queue_pop(q)) != NULL) {
+		t->resp.is_shutdown = 1;
+		report(io, t);
 	}
 }
 
 static void abandon_all(struct kiln_io *io)
 {
+	struct kiln_io_lane *lane;
 	struct transfer *t;
 
 	while ((t = io->active_list) != NULL) {
 		curl_multi_remove_handle(io->multi, t->easy);
 		unlink_active(io, t);
 		t->resp.is_shutdown = 1;
-		t->done(t->ctx, &t->resp);
-		transfer_free(t);
+		report(io, t);
 	}
-	while ((t = io->queue_head) != NULL) {
-		io->queue_head = t->next;
-		t->resp.is_shutdown = 1;
-		t->done(t->ctx, &t->resp);
-		transfer_free(t);
+	take_incoming(io);
+	abandon_queue(io, &io->unlaned.waiting);
+	for (lane = io->lanes; lane; lane = lane->next)
+		abandon_queue(io, &lane->waiting);
+	pthread_mutex_lock(&io->lock);
+	while (io->n_timers > 0) {
+		struct timer tm = heap_pop(io);
+
+		pthread_mutex_unlock(&io->lock);
+		tm.fn(tm.ctx, 1);
+		pthread_mutex_lock(&io->lock);
 	}
-	io->queue_tail = NULL;
+	pthread_mutex_unlock(&io->lock);
 }
 
 static void *io_main(void *p)
 {
 	struct kiln_io *io = p;
-	int running = 0;
+	int running = 0, wait_ms;
 
 	for (;;) {
 		int stopping;
@@ -247,14 +528,20 @@ static void *io_main(void *p)
 		pthread_mutex_unlock(&io->lock);
 		if (stopping)
 			break;
-		admit_queued(io);
+		take_incoming(io);
+		admit(io);
 		curl_multi_perform(io->multi, &running);
 		reap_finished(io);
-		curl_multi_poll(io->multi, NULL, 0, 1000, NULL);
+		admit(io);
+		wait_ms = fire_timers(io, 1000);
+		if (wait_ms > 0)
+			curl_multi_poll(io->multi, NULL, 0, wait_ms, NULL);
 	}
 	abandon_all(io);
 	return NULL;
 }
+
+/* ---- public ----------------------------------------------------------- */
 
 enum kiln_rc kiln_io_start(size_t max_inflight, struct kiln_io **out,
 			   struct kiln_err *err)
@@ -269,6 +556,8 @@ enum kiln_rc kiln_io_start(size_t max_inflight, struct kiln_io **out,
 		return kiln_err_set(err, KILN_EIO, "", "curl_multi_init failed");
 	}
 	io->max_inflight = max_inflight ? max_inflight : 10000;
+	io->unlaned.limit = (size_t)-1;
+	io->next_id = 1;
 	curl_multi_setopt(io->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
 	pthread_mutex_init(&io->lock, NULL);
 	if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
@@ -281,35 +570,100 @@ enum kiln_rc kiln_io_start(size_t max_inflight, struct kiln_io **out,
 	return KILN_OK;
 }
 
-int kiln_io_submit(struct kiln_io *io, struct kiln_http_request *req,
-		   kiln_io_done_fn done, void *ctx)
+struct kiln_io_lane *kiln_io_lane(struct kiln_io *io, size_t limit)
+{
+	struct kiln_io_lane *lane = calloc(1, sizeof(*lane));
+
+	if (lane == NULL)
+		return NULL;
+	lane->limit = limit ? limit : 1;
+	pthread_mutex_lock(&io->lock);
+	lane->next = io->lanes;
+	io->lanes = lane;
+	pthread_mutex_unlock(&io->lock);
+	return lane;
+}
+
+uint64_t kiln_io_submit(struct kiln_io *io, struct kiln_http_request *req,
+			kiln_io_done_fn done, void *ctx)
 {
 	struct transfer *t = calloc(1, sizeof(*t));
+	uint64_t id;
 
 	if (t == NULL) {
 		struct kiln_http_response r = {.is_shutdown = 1};
 
 		kiln_http_request_free(req);
 		done(ctx, &r);
-		return -1;
+		return 0;
 	}
 	t->req = req;
 	t->done = done;
 	t->ctx = ctx;
+	t->resp.retry_after_ms = -1;
 	pthread_mutex_lock(&io->lock);
 	if (io->stopping) {
 		pthread_mutex_unlock(&io->lock);
 		t->resp.is_shutdown = 1;
 		done(ctx, &t->resp);
 		transfer_free(t);
+		return 0;
+	}
+	id = t->id = io->next_id++;
+	queue_push(&io->incoming, t);
+	io->pending++;
+	pthread_mutex_unlock(&io->lock);
+	curl_multi_wakeup(io->multi);
+	return id;
+}
+
+void kiln_io_abort(struct kiln_io *io, uint64_t id)
+{
+	pthread_mutex_lock(&io->lock);
+	if (io->n_aborts == io->cap_aborts) {
+		size_t cap = io->cap_aborts ? io->cap_aborts * 2 : 16;
+		uint64_t *grown = realloc(io->aborts, cap * sizeof(*grown));
+
+		if (grown == NULL) {
+			pthread_mutex_unlock(&io->lock);
+			kiln_log(KILN_LOG_ERROR, "out of memory aborting a"
+						 " transfer");
+			return;
+		}
+		io->aborts = grown;
+		io->cap_aborts = cap;
+	}
+	io->aborts[io->n_aborts++] = id;
+	pthread_mutex_unlock(&io->lock);
+	curl_multi_wakeup(io->multi);
+}
+
+int kiln_io_after(struct kiln_io *io, int64_t delay_ms, kiln_io_timer_fn fn,
+		  void *ctx)
+{
+	struct timer t = {kiln_mono_ms() + (delay_ms > 0 ? delay_ms : 0), 0,
+			  fn, ctx};
+
+	pthread_mutex_lock(&io->lock);
+	if (io->stopping) {
+		pthread_mutex_unlock(&io->lock);
+		fn(ctx, 1);
 		return -1;
 	}
-	if (io->queue_tail)
-		io->queue_tail->next = t;
-	else
-		io->queue_head = t;
-	io->queue_tail = t;
-	io->queued++;
+	if (io->n_timers == io->cap_timers) {
+		size_t cap = io->cap_timers ? io->cap_timers * 2 : 64;
+		struct timer *grown = realloc(io->timers, cap * sizeof(*grown));
+
+		if (grown == NULL) {
+			pthread_mutex_unlock(&io->lock);
+			fn(ctx, 1);
+			return -1;
+		}
+		io->timers = grown;
+		io->cap_timers = cap;
+	}
+	t.seq = io->next_seq++;
+	heap_push(io, t);
 	pthread_mutex_unlock(&io->lock);
 	curl_multi_wakeup(io->multi);
 	return 0;
@@ -320,13 +674,15 @@ size_t kiln_io_inflight(struct kiln_io *io)
 	size_t n;
 
 	pthread_mutex_lock(&io->lock);
-	n = io->queued + io->active;
+	n = io->pending;
 	pthread_mutex_unlock(&io->lock);
 	return n;
 }
 
 void kiln_io_stop(struct kiln_io *io)
 {
+	struct kiln_io_lane *lane;
+
 	if (io == NULL)
 		return;
 	pthread_mutex_lock(&io->lock);
@@ -335,6 +691,12 @@ void kiln_io_stop(struct kiln_io *io)
 	curl_multi_wakeup(io->multi);
 	pthread_join(io->thread, NULL);
 	curl_multi_cleanup(io->multi);
+	while ((lane = io->lanes) != NULL) {
+		io->lanes = lane->next;
+		free(lane);
+	}
+	free(io->timers);
+	free(io->aborts);
 	pthread_mutex_destroy(&io->lock);
 	free(io);
 }

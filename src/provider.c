@@ -25,30 +25,53 @@ json_t *kiln_provider_dryrun_result(const json_t *input, const char *wf_id,
 	return r;
 }
 
+/* The headers every provider request carries, then the provider's own. */
+static struct curl_slist *provider_headers(const struct kiln_provider_cfg *p,
+					   int has_body)
+{
+	struct curl_slist *h = NULL, *next;
+	size_t i;
+
+	if (has_body)
+		h = curl_slist_append(h, "Content-Type: application/json");
+	next = curl_slist_append(h, "Accept: application/json");
+	if (next == NULL)
+		goto oom;
+	h = next;
+	/* Disable "Expect: 100-continue": it costs a round trip per call. */
+	next = curl_slist_append(h, "Expect:");
+	for (i = 0; next != NULL && i < p->n_headers; i++) {
+		h = next;
+		next = curl_slist_append(h, p->header_lines[i]);
+	}
+	if (next == NULL)
+		goto oom;
+	return next;
+oom:
+	curl_slist_free_all(h);
+	return NULL;
+}
+
 struct kiln_http_request *
-kiln_provider_http_request(const struct kiln_provider_cfg *p,
-			   const json_t *input, struct kiln_err *err)
+kiln_provider_request(const struct kiln_provider_cfg *p, const char *method,
+		      const char *url, const json_t *body,
+		      struct kiln_err *err)
 {
 	struct kiln_http_request *req = calloc(1, sizeof(*req));
-	size_t i;
 
 	if (req == NULL)
 		goto oom;
-	req->method = strdup("POST");
-	req->url = strdup(p->url);
-	req->body = json_dumps(input, JSON_COMPACT);
-	if (!req->method || !req->url || !req->body)
+	req->method = strdup(method);
+	req->url = strdup(url);
+	if (!req->method || !req->url)
 		goto oom;
-	req->body_len = strlen(req->body);
-	req->headers = curl_slist_append(NULL,
-					 "Content-Type: application/json");
-	req->headers = curl_slist_append(req->headers,
-					 "Accept: application/json");
-	/* Disable "Expect: 100-continue": it costs a round trip per call. */
-	req->headers = curl_slist_append(req->headers, "Expect:");
-	for (i = 0; i < p->n_headers; i++)
-		req->headers = curl_slist_append(req->headers,
-						 p->header_lines[i]);
+	if (body != NULL) {
+		req->body = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (req->body == NULL)
+			goto oom;
+		req->body_len = strlen(req->body);
+	}
+	req->headers = provider_headers(p, body != NULL);
 	if (req->headers == NULL)
 		goto oom;
 	req->connect_timeout_ms = (long)p->connect_timeout_s * 1000;
@@ -59,6 +82,76 @@ oom:
 	kiln_http_request_free(req);
 	kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
 	return NULL;
+}
+
+/* Copy of tpl with every string exactly "{{input}}" replaced by input. */
+static json_t *fill_body(const json_t *tpl, const json_t *input)
+{
+	const char *key;
+	json_t *v, *out;
+	size_t i;
+
+	if (json_is_string(tpl) &&
+	    strcmp(json_string_value(tpl), "{{input}}") == 0)
+		return json_deep_copy(input);
+	if (json_is_object(tpl)) {
+		out = json_object();
+		json_object_foreach((json_t *)tpl, key, v)
+			json_object_set_new(out, key, fill_body(v, input));
+		return out;
+	}
+	if (json_is_array(tpl)) {
+		out = json_array();
+		json_array_foreach(tpl, i, v)
+			json_array_append_new(out, fill_body(v, input));
+		return out;
+	}
+	return json_deep_copy(tpl);
+}
+
+struct kiln_http_request *
+kiln_provider_http_request(const struct kiln_provider_cfg *p,
+			   const json_t *input, struct kiln_err *err)
+{
+	const struct kiln_provider_ext *x = p->ext;
+	json_t *body = x && x->body ? fill_body(x->body, input)
+				    : json_incref((json_t *)input);
+	struct kiln_http_request *req = kiln_provider_request(
+		p, x && x->method ? x->method : "POST", p->url, body, err);
+
+	json_decref(body);
+	return req;
+}
+
+enum kiln_failure kiln_provider_failure_kind(
+	const struct kiln_http_response *resp)
+{
+	if (resp->is_too_big)
+		return KILN_FAIL_PERMANENT;
+	if (resp->curl_code != CURLE_OK)
+		return KILN_FAIL_TRANSIENT;
+	if (resp->status == 408 || resp->status == 429 || resp->status >= 500)
+		return KILN_FAIL_TRANSIENT;
+	return KILN_FAIL_PERMANENT;
+}
+
+int64_t kiln_backoff_ms(const struct kiln_provider_ext *x, int retry_n,
+			uint32_t rnd, long retry_after_ms)
+{
+	int64_t cap = x ? x->retry_base_ms : 1000;
+	int64_t max = x ? x->retry_max_ms : 60000;
+	int64_t delay;
+	int i;
+
+	for (i = 1; i < retry_n && cap < max; i++)
+		cap *= 2;
+	if (cap > max)
+		cap = max;
+	delay = x && !x->jitter_full ? cap
+		: cap > 0 ? (int64_t)(rnd % (uint64_t)(cap + 1)) : 0;
+	if (retry_after_ms > delay)
+		delay = retry_after_ms;
+	return delay;
 }
 
 enum kiln_rc kiln_provider_http_result(const struct kiln_provider_cfg *p,

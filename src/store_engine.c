@@ -220,6 +220,97 @@ out:
 
 /* ---- claim ----------------------------------------------------------- */
 
+/* The attempt object appended when an attempt starts; ?2 = now (ms). */
+#define NEW_ATTEMPT                                                           \
+	"json_insert(attempts, '$[#]', json_object('attempt',"                \
+	" json_array_length(attempts) + 1, 'provider',"                       \
+	" COALESCE(current_provider, provider), 'started_at',"                \
+	" strftime('%Y-%m-%dT%H:%M:%fZ', ?2 / 1000.0, 'unixepoch'),"          \
+	" 'finished_at', NULL, 'outcome', 'running', 'http_status', NULL,"    \
+	" 'error', NULL, 'job_id', NULL))"
+
+enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
+				   const char *step_uuid, json_t **claim_out,
+				   struct kiln_err *err)
+{
+	static const char sql_step[] =
+		"SELECT workflow_id, step_id, task_type, provider, config,"
+		" input_mappings, retry_count, max_retries, task_id,"
+		" COALESCE(current_provider, provider), on_fallback,"
+		" provider_retries, provider_config, fallback_provider_type,"
+		" fallback_provider_config, job, next_attempt_at,"
+		" first_started_at, json_array_length(attempts),"
+		" json_extract(attempts, '$[#-1].outcome')"
+		" FROM steps WHERE id = ?1";
+	static const char sql_results[] =
+		"SELECT step_id, result FROM steps WHERE workflow_id = ?1"
+		" AND status = 'COMPLETED'";
+	json_t *claim, *results;
+	sqlite3_stmt *s;
+	int src;
+
+	s = kiln_store_stmt(st, sql_step, err);
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
+	src = sqlite3_step(s);
+	if (src != SQLITE_ROW) {
+		sqlite3_reset(s);
+		if (src == SQLITE_DONE)
+			return kiln_err_set(err, KILN_ENOTFOUND, "",
+					    "step %s not found", step_uuid);
+		return kiln_store_fail(st, src, err);
+	}
+	claim = json_object();
+	json_object_set_new(claim, "uuid", json_string(step_uuid));
+	json_object_set_new(claim, "workflow_id", kiln_col_text(s, 0));
+	json_object_set_new(claim, "step_id", kiln_col_text(s, 1));
+	json_object_set_new(claim, "task_type", kiln_col_text(s, 2));
+	json_object_set_new(claim, "provider", kiln_col_text(s, 3));
+	json_object_set_new(claim, "config", kiln_col_json(s, 4));
+	json_object_set_new(claim, "input_mappings", kiln_col_json(s, 5));
+	json_object_set_new(claim, "retry_count", kiln_col_int(s, 6));
+	json_object_set_new(claim, "max_retries", kiln_col_int(s, 7));
+	json_object_set_new(claim, "task_id", kiln_col_text(s, 8));
+	json_object_set_new(claim, "current_provider", kiln_col_text(s, 9));
+	json_object_set_new(claim, "on_fallback", kiln_col_bool(s, 10));
+	json_object_set_new(claim, "provider_retries", kiln_col_int(s, 11));
+	json_object_set_new(claim, "provider_config", kiln_col_json(s, 12));
+	json_object_set_new(claim, "fallback_provider_type",
+			    kiln_col_text(s, 13));
+	json_object_set_new(claim, "fallback_provider_config",
+			    kiln_col_json(s, 14));
+	json_object_set_new(claim, "job", kiln_col_json(s, 15));
+	json_object_set_new(claim, "next_attempt_at", kiln_col_int(s, 16));
+	json_object_set_new(claim, "first_started_at", kiln_col_int(s, 17));
+	json_object_set_new(claim, "attempt", kiln_col_int(s, 18));
+	json_object_set_new(claim, "last_outcome", kiln_col_text(s, 19));
+	sqlite3_reset(s);
+
+	s = kiln_store_stmt(st, sql_results, err);
+	if (s == NULL) {
+		json_decref(claim);
+		return err ? err->code : KILN_EIO;
+	}
+	sqlite3_bind_text(s, 1,
+			  json_string_value(json_object_get(claim,
+							    "workflow_id")),
+			  -1, SQLITE_TRANSIENT);
+	results = json_object();
+	json_object_set_new(claim, "results", results);
+	while ((src = sqlite3_step(s)) == SQLITE_ROW)
+		json_object_set_new(results,
+				    (const char *)sqlite3_column_text(s, 0),
+				    kiln_col_json(s, 1));
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		json_decref(claim);
+		return kiln_store_fail(st, src, err);
+	}
+	*claim_out = claim;
+	return KILN_OK;
+}
+
 enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
 				   const char *step_uuid, const char *owner,
 				   int64_t lease_until_ms, json_t **claim_out,
@@ -228,22 +319,16 @@ enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
 	static const char sql_claim[] =
 		"UPDATE steps SET status = 'RUNNING', task_id = ?3,"
 		" started_at = ?2, completed_at = NULL, error_message = NULL,"
-		" lease_owner = ?4, lease_expires_at = ?5, updated_at = ?2"
+		" lease_owner = ?4, lease_expires_at = ?5, updated_at = ?2,"
+		" first_started_at = COALESCE(first_started_at, ?2),"
+		" current_provider = COALESCE(current_provider, provider),"
+		" next_attempt_at = NULL, job = NULL, attempts = " NEW_ATTEMPT
 		" WHERE id = ?1 AND status = 'READY' AND (SELECT w.status"
 		" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'";
-	static const char sql_step[] =
-		"SELECT workflow_id, step_id, task_type, provider, config,"
-		" input_mappings, retry_count, max_retries FROM steps"
-		" WHERE id = ?1";
-	static const char sql_results[] =
-		"SELECT step_id, result FROM steps WHERE workflow_id = ?1"
-		" AND status = 'COMPLETED'";
 	char task_id[KILN_UUID_LEN];
 	int64_t now = kiln_now_ms();
-	json_t *claim = NULL, *results;
 	sqlite3_stmt *s;
 	enum kiln_rc rc;
-	int src;
 
 	kiln_uuid_new(task_id);
 	rc = kiln_store_begin(st, err);
@@ -267,74 +352,61 @@ enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
 				  "step %s is not ready to run", step_uuid);
 		goto fail;
 	}
-
-	s = kiln_store_stmt(st, sql_step, err);
-	if (s == NULL) {
-		rc = err ? err->code : KILN_EIO;
-		goto fail;
-	}
-	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
-	src = sqlite3_step(s);
-	if (src != SQLITE_ROW) {
-		sqlite3_reset(s);
-		rc = kiln_store_fail(st, src, err);
-		goto fail;
-	}
-	claim = json_object();
-	json_object_set_new(claim, "uuid", json_string(step_uuid));
-	json_object_set_new(claim, "task_id", json_string(task_id));
-	json_object_set_new(claim, "workflow_id", kiln_col_text(s, 0));
-	json_object_set_new(claim, "step_id", kiln_col_text(s, 1));
-	json_object_set_new(claim, "task_type", kiln_col_text(s, 2));
-	json_object_set_new(claim, "provider", kiln_col_text(s, 3));
-	json_object_set_new(claim, "config", kiln_col_json(s, 4));
-	json_object_set_new(claim, "input_mappings", kiln_col_json(s, 5));
-	json_object_set_new(claim, "retry_count", kiln_col_int(s, 6));
-	json_object_set_new(claim, "max_retries", kiln_col_int(s, 7));
-	sqlite3_reset(s);
-
-	s = kiln_store_stmt(st, sql_results, err);
-	if (s == NULL) {
-		rc = err ? err->code : KILN_EIO;
-		goto fail;
-	}
-	sqlite3_bind_text(s, 1,
-			  json_string_value(json_object_get(claim,
-							    "workflow_id")),
-			  -1, SQLITE_TRANSIENT);
-	results = json_object();
-	json_object_set_new(claim, "results", results);
-	while ((src = sqlite3_step(s)) == SQLITE_ROW)
-		json_object_set_new(results,
-				    (const char *)sqlite3_column_text(s, 0),
-				    kiln_col_json(s, 1));
-	rc = step_done(st, s, src, err);
+	rc = kiln_store_load_claim(st, step_uuid, claim_out, err);
 	if (rc != KILN_OK)
 		goto fail;
 	rc = kiln_store_commit(st, err);
-	if (rc != KILN_OK)
+	if (rc != KILN_OK) {
+		json_decref(*claim_out);
+		*claim_out = NULL;
 		goto fail;
-	*claim_out = claim;
+	}
 	return KILN_OK;
 fail:
 	kiln_store_rollback(st);
-	json_decref(claim);
 	return rc;
 }
 
 /* ---- finish ---------------------------------------------------------- */
 
+/* Sets the last attempt's end: ?7 finished (ms), ?8 outcome, ?9 HTTP
+ * status (NULL = none), ?10 error. */
+#define END_ATTEMPT                                                           \
+	"json_set(attempts, '$[#-1].finished_at',"                            \
+	" strftime('%Y-%m-%dT%H:%M:%fZ', ?7 / 1000.0, 'unixepoch'),"          \
+	" '$[#-1].outcome', ?8, '$[#-1].http_status', ?9,"                    \
+	" '$[#-1].error', ?10)"
+
+static void bind_end(sqlite3_stmt *s, int64_t now,
+		     const struct kiln_attempt_end *end)
+{
+	sqlite3_bind_int64(s, 7, now);
+	sqlite3_bind_text(s, 8, end->outcome, -1, SQLITE_STATIC);
+	if (end->http_status > 0)
+		sqlite3_bind_int64(s, 9, end->http_status);
+	else
+		sqlite3_bind_null(s, 9);
+	kiln_bind_cstr(s, 10, end->error);
+}
+
 enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 				    const char *step_uuid, const char *task_id,
 				    const json_t *result,
-				    const char *error_message,
+				    const struct kiln_attempt_end *end,
 				    char wf_id_out[KILN_UUID_LEN],
 				    struct kiln_err *err)
 {
 	static const char sql_finish[] =
 		"UPDATE steps SET status = ?3, result = ?4, error_message = ?5,"
 		" completed_at = ?6, lease_owner = NULL,"
-		" lease_expires_at = NULL, updated_at = ?6"
+		" lease_expires_at = NULL, updated_at = ?6, job = NULL,"
+		" next_attempt_at = NULL,"
+		" provider_used = CASE WHEN ?4 IS NULL THEN provider_used"
+		"   ELSE current_provider END,"
+		" active_provider_capabilities = CASE WHEN ?4 IS NOT NULL"
+		"   AND on_fallback THEN fallback_provider_capabilities"
+		"   ELSE active_provider_capabilities END,"
+		" attempts = " END_ATTEMPT
 		" WHERE id = ?1 AND task_id = ?2 AND status = 'RUNNING'"
 		" RETURNING workflow_id, step_id";
 	static const char sql_count[] =
@@ -352,7 +424,8 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	static const char sql_unready[] =
 		"UPDATE steps SET status = 'PENDING', updated_at = ?2"
 		" WHERE workflow_id = ?1 AND status = 'READY'";
-	int ok = error_message == NULL;
+	const char *error_message = end->error;
+	int ok = result != NULL;
 	int64_t now = kiln_now_ms();
 	char wf_id[KILN_UUID_LEN] = "";
 	char *wf_error = NULL;
@@ -360,6 +433,8 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	enum kiln_rc rc;
 	int src;
 
+	if (!ok && error_message == NULL)
+		error_message = "failed";
 	rc = kiln_store_begin(st, err);
 	if (rc != KILN_OK)
 		return rc;
@@ -373,8 +448,9 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	sqlite3_bind_text(s, 3, ok ? "COMPLETED" : "FAILED", -1,
 			  SQLITE_STATIC);
 	kiln_bind_json(s, 4, ok ? result : NULL, NULL);
-	kiln_bind_cstr(s, 5, error_message);
+	kiln_bind_cstr(s, 5, ok ? NULL : error_message);
 	sqlite3_bind_int64(s, 6, now);
+	bind_end(s, now, end);
 	src = sqlite3_step(s);
 	if (src == SQLITE_ROW) {
 		const char *sid = (const char *)sqlite3_column_text(s, 1);
@@ -435,46 +511,27 @@ fail:
 
 /* ---- recovery -------------------------------------------------------- */
 
-enum kiln_rc kiln_store_recover(struct kiln_store *st, json_t **running,
-				struct kiln_err *err)
+enum kiln_rc kiln_store_running_workflows(struct kiln_store *st,
+					  json_t **running,
+					  struct kiln_err *err)
 {
-	static const char sql_reset[] =
-		"UPDATE steps SET status = CASE WHEN (SELECT w.status"
-		" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'"
-		" THEN 'READY' ELSE 'PENDING' END, lease_owner = NULL,"
-		" lease_expires_at = NULL, updated_at = ?2"
-		" WHERE status = 'RUNNING' AND ?1 IS NOT NULL";
 	static const char sql_running[] =
 		"SELECT id FROM workflows WHERE status = 'RUNNING'";
 	json_t *ids = json_array();
-	sqlite3_stmt *s;
-	enum kiln_rc rc;
+	sqlite3_stmt *s = kiln_store_stmt(st, sql_running, err);
 	int src;
 
-	rc = kiln_store_begin(st, err);
-	if (rc != KILN_OK)
-		goto out;
-	rc = exec_id_now(st, sql_reset, "recover", kiln_now_ms(), err);
-	if (rc != KILN_OK)
-		goto fail;
-	s = kiln_store_stmt(st, sql_running, err);
 	if (s == NULL) {
-		rc = err ? err->code : KILN_EIO;
-		goto fail;
+		json_decref(ids);
+		return err ? err->code : KILN_EIO;
 	}
 	while ((src = sqlite3_step(s)) == SQLITE_ROW)
 		json_array_append_new(ids, kiln_col_text(s, 0));
-	rc = step_done(st, s, src, err);
-	if (rc != KILN_OK)
-		goto fail;
-	rc = kiln_store_commit(st, err);
-	if (rc != KILN_OK)
-		goto fail;
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		json_decref(ids);
+		return kiln_store_fail(st, src, err);
+	}
 	*running = ids;
 	return KILN_OK;
-fail:
-	kiln_store_rollback(st);
-out:
-	json_decref(ids);
-	return rc;
 }

@@ -27,7 +27,8 @@
 	" fallback_provider_config, fallback_provider_capabilities,"          \
 	" dependencies, input_mappings, status, task_id, result,"             \
 	" error_message, started_at, completed_at, retry_count, max_retries," \
-	" created_at, updated_at"
+	" created_at, updated_at, attempts, provider_used,"                    \
+	" json_extract(job, '$.id')"
 
 static const char SQL_INSERT_WF[] =
 	"INSERT INTO workflows (id, name, description, status, config,"
@@ -102,6 +103,9 @@ static json_t *render_step(sqlite3_stmt *s)
 	json_object_set_new(o, "max_retries", kiln_col_int(s, 19));
 	json_object_set_new(o, "created_at", kiln_col_time(s, 20));
 	json_object_set_new(o, "updated_at", kiln_col_time(s, 21));
+	json_object_set_new(o, "attempts", kiln_col_json(s, 22));
+	json_object_set_new(o, "provider_used", kiln_col_text(s, 23));
+	json_object_set_new(o, "provider_job_id", kiln_col_text(s, 24));
 	return o;
 }
 
@@ -521,7 +525,13 @@ static const struct transition transitions[] = {
 		 "UPDATE steps SET status = 'PENDING', result = NULL,"
 		 " error_message = NULL, started_at = NULL, task_id = NULL,"
 		 " completed_at = NULL, lease_owner = NULL,"
-		 " lease_expires_at = NULL, updated_at = ?2"
+		 " lease_expires_at = NULL, updated_at = ?2, job = NULL,"
+		 " next_attempt_at = NULL, first_started_at = NULL,"
+		 " attempts = CASE WHEN json_extract(attempts,"
+		 "   '$[#-1].outcome') = 'running' THEN json_set(attempts,"
+		 "   '$[#-1].outcome', 'cancelled', '$[#-1].finished_at',"
+		 "   strftime('%Y-%m-%dT%H:%M:%fZ', ?2 / 1000.0, 'unixepoch'))"
+		 "   ELSE attempts END"
 		 " WHERE workflow_id = ?1"
 		 " AND status IN ('FAILED', 'RUNNING', 'READY')"},
 	},
@@ -532,11 +542,46 @@ static const struct transition transitions[] = {
 		{"UPDATE workflows SET status = 'CANCELLED', completed_at = ?2,"
 		 " updated_at = ?2 WHERE id = ?1",
 		 "UPDATE steps SET status = 'CANCELLED', completed_at = ?2,"
-		 " lease_owner = NULL, lease_expires_at = NULL,"
-		 " updated_at = ?2 WHERE workflow_id = ?1"
+		 " lease_owner = NULL, lease_expires_at = NULL, job = NULL,"
+		 " next_attempt_at = NULL, updated_at = ?2,"
+		 " attempts = CASE WHEN json_extract(attempts,"
+		 "   '$[#-1].outcome') = 'running' THEN json_set(attempts,"
+		 "   '$[#-1].outcome', 'cancelled', '$[#-1].finished_at',"
+		 "   strftime('%Y-%m-%dT%H:%M:%fZ', ?2 / 1000.0, 'unixepoch'))"
+		 "   ELSE attempts END WHERE workflow_id = ?1"
 		 " AND status IN ('PENDING', 'READY', 'RUNNING')"},
 	},
 };
+
+/* The workflow's RUNNING steps: [{"uuid", "provider", "job"}]. */
+static enum kiln_rc running_steps(struct kiln_store *st, const char *id,
+				  json_t **out, struct kiln_err *err)
+{
+	static const char sql[] =
+		"SELECT id, current_provider, job FROM steps"
+		" WHERE workflow_id = ?1 AND status = 'RUNNING'";
+	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+	json_t *list;
+	int src;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	list = json_array();
+	while ((src = sqlite3_step(s)) == SQLITE_ROW)
+		json_array_append_new(list,
+				      json_pack("{s:o, s:o, s:o}", "uuid",
+						kiln_col_text(s, 0), "provider",
+						kiln_col_text(s, 1), "job",
+						kiln_col_json(s, 2)));
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		json_decref(list);
+		return kiln_store_fail(st, src, err);
+	}
+	*out = list;
+	return KILN_OK;
+}
 
 /* Reads status and is_deleted inside the caller's transaction. */
 static enum kiln_rc read_status(struct kiln_store *st, const char *id,
@@ -573,6 +618,7 @@ enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 					const char *id,
 					const struct kiln_scope *scope,
 					enum kiln_wf_action action,
+					json_t **stopped,
 					struct kiln_err *err)
 {
 	const struct transition *t = &transitions[action];
@@ -582,6 +628,8 @@ enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 	int64_t now = kiln_now_ms();
 	size_t i;
 
+	if (stopped != NULL)
+		*stopped = NULL;
 	rc = kiln_store_begin(st, err);
 	if (rc != KILN_OK)
 		return rc;
@@ -602,6 +650,12 @@ enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 				  t->verb);
 		goto fail;
 	}
+	if (stopped != NULL && (action == KILN_WF_ACTION_CANCEL ||
+				action == KILN_WF_ACTION_RESUME)) {
+		rc = running_steps(st, id, stopped, err);
+		if (rc != KILN_OK)
+			goto fail;
+	}
 	for (i = 0; i < 3 && t->sql[i] != NULL; i++) {
 		sqlite3_stmt *s = kiln_store_stmt(st, t->sql[i], err);
 		int src;
@@ -619,9 +673,15 @@ enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 			goto fail;
 		}
 	}
-	return kiln_store_commit(st, err);
+	rc = kiln_store_commit(st, err);
+	if (rc == KILN_OK)
+		return KILN_OK;
 fail:
 	kiln_store_rollback(st);
+	if (stopped != NULL) {
+		json_decref(*stopped);
+		*stopped = NULL;
+	}
 	return rc;
 }
 

@@ -12,6 +12,7 @@
 
 #include "kiln/common.h"
 #include "kiln/log.h"
+#include "kiln/provider_cfg.h"
 
 #define KILN_DEFAULT_LISTEN "127.0.0.1:8080"
 #define KILN_DEFAULT_DATA_DIR "./var"
@@ -28,6 +29,7 @@ struct kiln_provider_cfg {
 	int timeout_s;     /* total transfer timeout, default 60 */
 	int connect_timeout_s; /* default 10 */
 	int max_retries;   /* default for steps that do not set one; 0 */
+	struct kiln_provider_ext *ext; /* mode, retries, async, artifacts */
 };
 
 /* task type -> provider name.  The built-in task types map to "dryrun"
@@ -49,6 +51,7 @@ struct kiln_config {
 	int connection_timeout_s;/* idle HTTP connection timeout, default 30 */
 	int max_connections;     /* default 1024 */
 	int max_connections_per_ip; /* default 256 */
+	int max_inflight;        /* provider HTTP requests at once, 10000 */
 	struct kiln_provider_cfg *providers;
 	size_t n_providers;
 	struct kiln_task_type_cfg *task_types;

@@ -8,6 +8,8 @@
 #ifndef KILN_ENGINE_H
 #define KILN_ENGINE_H
 
+#include <jansson.h>
+
 #include "kiln/common.h"
 #include "kiln/config.h"
 
@@ -22,6 +24,11 @@ enum kiln_rc kiln_engine_start(const struct kiln_config *cfg,
 
 /* Asks the engine to look at workflow wf_id again (cheap; asynchronous). */
 void kiln_engine_kick(struct kiln_engine *e, const char *wf_id);
+
+/* The workflow's steps in stopped ([{"uuid", "provider", "job"}], from
+ * kiln_store_workflow_action) were cancelled or reset: abort their
+ * transfers and ask their providers to cancel their jobs. */
+void kiln_engine_stop_steps(struct kiln_engine *e, const json_t *stopped);
 
 /* Stops the engine: work in flight stays recorded in the store and is
  * resumed at the next start.  NULL is a no-op. */

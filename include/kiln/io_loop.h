@@ -1,23 +1,33 @@
 /*
  * io_loop.h - outbound HTTP on one libcurl multi handle driven by one
- * thread.  Thousands of slow transfers cost a socket and a few kilobytes
- * each, not a thread.  Connections are reused per host by the multi
- * handle's connection cache.
+ * thread, plus the timers that pace retries and polls.
+ *
+ * Thousands of slow transfers cost a socket and a few kilobytes each, not a
+ * thread.  Connections are reused per host by the multi handle's
+ * connection cache.  In-flight transfers are bounded globally
+ * (max_inflight) and per lane (a provider's concurrency); the rest wait in
+ * order.
  */
 #ifndef KILN_IO_LOOP_H
 #define KILN_IO_LOOP_H
 
 #include <curl/curl.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kiln/common.h"
 
 struct kiln_io;
+struct kiln_io_lane;
+
+/* Streams a response body somewhere else than memory (artifact files).
+ * Returns 0 to go on, -1 to abort the transfer (CURLE_WRITE_ERROR). */
+typedef int (*kiln_io_sink_fn)(void *ctx, const char *data, size_t len);
 
 /* A request to send.  All strings are owned by the request and freed by
  * the loop after the transfer. */
 struct kiln_http_request {
-	char *method;              /* "POST", "GET"; NULL = POST */
+	char *method;              /* "POST", "PUT", "GET", ...; NULL = POST */
 	char *url;
 	char *body;                /* NULL = none */
 	size_t body_len;
@@ -25,17 +35,22 @@ struct kiln_http_request {
 	long connect_timeout_ms;
 	long timeout_ms;           /* total */
 	size_t max_response_bytes; /* the answer is cut off (error) past this */
+	struct kiln_io_lane *lane; /* NULL = only the global bound */
+	kiln_io_sink_fn sink;      /* NULL = keep the body in memory */
+	void *sink_ctx;
 };
 
 /* What came back.  Borrowed by the callback for its duration. */
 struct kiln_http_response {
 	int is_shutdown;  /* 1: the loop is stopping; no transfer happened */
+	int is_aborted;   /* 1: kiln_io_abort stopped it */
 	CURLcode curl_code;
 	long status;      /* HTTP status, 0 if none */
-	char *body;       /* NUL-terminated */
+	char *body;       /* NUL-terminated ("" with a sink) */
 	size_t body_len;
 	int is_too_big;   /* body passed max_response_bytes */
 	char *content_type; /* NULL if none */
+	long retry_after_ms; /* from a Retry-After header, -1 if none */
 	long total_ms;
 	char error[CURL_ERROR_SIZE];
 };
@@ -44,22 +59,42 @@ struct kiln_http_response {
  * short: hand the work to the pool), or with is_shutdown set. */
 typedef void (*kiln_io_done_fn)(void *ctx,
 				const struct kiln_http_response *resp);
+/* A timer's callback, on the loop's thread; is_shutdown when the loop
+ * stops before it is due. */
+typedef void (*kiln_io_timer_fn)(void *ctx, int is_shutdown);
 
 enum kiln_rc kiln_io_start(size_t max_inflight, struct kiln_io **out,
 			   struct kiln_err *err) KILN_WARN_UNUSED;
 
-/* Queues req (consumed in all cases).  Returns 0, or -1 if the loop is
- * stopping (done is then called with is_shutdown before returning). */
-int kiln_io_submit(struct kiln_io *io, struct kiln_http_request *req,
-		   kiln_io_done_fn done, void *ctx);
+/* A lane of at most limit transfers at once; lives as long as the loop. */
+struct kiln_io_lane *kiln_io_lane(struct kiln_io *io, size_t limit);
+
+/* Queues req (consumed in all cases).  Returns the transfer's id (> 0), or
+ * 0 if the loop is stopping (done is then called with is_shutdown before
+ * returning). */
+uint64_t kiln_io_submit(struct kiln_io *io, struct kiln_http_request *req,
+			kiln_io_done_fn done, void *ctx);
+
+/* Stops transfer id if it is still queued or in flight: its done callback
+ * then runs with is_aborted.  Unknown or finished ids are ignored. */
+void kiln_io_abort(struct kiln_io *io, uint64_t id);
+
+/* Calls fn(ctx, 0) on the loop's thread after delay_ms.  Returns 0, or -1
+ * when stopping (fn is then called with is_shutdown before returning). */
+int kiln_io_after(struct kiln_io *io, int64_t delay_ms, kiln_io_timer_fn fn,
+		  void *ctx);
 
 /* Transfers queued or in flight. */
 size_t kiln_io_inflight(struct kiln_io *io);
 
-/* Stops the loop: transfers in flight are abandoned and their callbacks
+/* Stops the loop: transfers and timers are abandoned and their callbacks
  * called with is_shutdown.  NULL is a no-op. */
 void kiln_io_stop(struct kiln_io *io);
 
 void kiln_http_request_free(struct kiln_http_request *req);
+
+/* Parses a Retry-After value (delta seconds or an HTTP date) into ms from
+ * now_s; -1 if it is neither. */
+long kiln_parse_retry_after(const char *value, int64_t now_s);
 
 #endif

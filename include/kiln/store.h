@@ -95,10 +95,14 @@ enum kiln_wf_action {
 	KILN_WF_ACTION_RESUME, /* FAILED|PAUSED -> RUNNING, failed steps reset */
 	KILN_WF_ACTION_CANCEL, /* PENDING|RUNNING|PAUSED -> CANCELLED */
 };
+/* For CANCEL and RESUME, *stopped (if not NULL) receives the steps that
+ * were RUNNING and no longer are: [{"uuid", "provider", "job"}] (owned),
+ * so the engine can abort their transfers and cancel their jobs. */
 enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 					const char *id,
 					const struct kiln_scope *scope,
 					enum kiln_wf_action action,
+					json_t **stopped,
 					struct kiln_err *err) KILN_WARN_UNUSED;
 
 /* Soft-deletes the workflow (and its steps).  Refused (KILN_ECONFLICT) while
@@ -125,38 +129,95 @@ enum kiln_rc kiln_store_advance(struct kiln_store *st, const char *wf_id,
 
 /*
  * Claims a READY step of a RUNNING workflow for owner (READY -> RUNNING,
- * new task_id, started_at, lease until lease_until_ms).  On success *claim
- * receives {"uuid","workflow_id","step_id","task_type","provider",
- * "task_id","config","input_mappings","results":{step_id: result,...}}
- * (owned).  KILN_ECONFLICT when the step is no longer READY or its workflow
- * not RUNNING (someone else has it, or it was paused/cancelled).
+ * new task_id, lease until lease_until_ms) and starts its first attempt on
+ * its current provider.  On success *claim receives the step as the engine
+ * needs it (owned): {"uuid", "workflow_id", "step_id", "task_type",
+ * "provider", "current_provider", "on_fallback", "provider_retries",
+ * "retry_count", "max_retries", "task_id", "config", "input_mappings",
+ * "provider_config", "fallback_provider_type", "fallback_provider_config",
+ * "job", "next_attempt_at", "first_started_at", "attempt", "last_outcome",
+ * "results": {step_id: result, ...}}.  KILN_ECONFLICT when the step is no
+ * longer READY or its workflow not RUNNING.
  */
 enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
 				   const char *step_uuid, const char *owner,
 				   int64_t lease_until_ms, json_t **claim,
 				   struct kiln_err *err) KILN_WARN_UNUSED;
 
+/* How an attempt ended, as listed in the step's "attempts". */
+struct kiln_attempt_end {
+	const char *outcome; /* "succeeded", "transient_error", ... */
+	long http_status;    /* 0 = none */
+	const char *error;   /* NULL on success */
+};
+
 /*
  * Records the end of a RUNNING step's attempt task_id: result (borrowed)
- * when ok, else error_message.  A failed step fails its workflow (if not
- * already terminal).  Ignored (KILN_ECONFLICT) if the step is no longer
- * RUNNING that attempt (cancelled, reset).  *wf_id_out (37 bytes) receives
- * the workflow id.
+ * when the step succeeded (NULL when it failed: end->error is then its
+ * error_message).  A failed step fails its workflow (if not already
+ * terminal).  KILN_ECONFLICT if the step is no longer RUNNING that attempt
+ * (cancelled, reset).  *wf_id_out (37 bytes) receives the workflow id.
  */
 enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 				    const char *step_uuid, const char *task_id,
 				    const json_t *result,
-				    const char *error_message,
+				    const struct kiln_attempt_end *end,
 				    char wf_id_out[KILN_UUID_LEN],
 				    struct kiln_err *err) KILN_WARN_UNUSED;
 
-/*
- * Start-up recovery: steps left RUNNING by a previous process go back to
- * READY (their workflow is RUNNING) or PENDING (otherwise).  *running
- * receives the ids of all RUNNING workflows (owned JSON array).
- */
-enum kiln_rc kiln_store_recover(struct kiln_store *st, json_t **running,
-				struct kiln_err *err) KILN_WARN_UNUSED;
+/* ---- attempts (store_attempts.c) ------------------------------------ */
+
+/* What follows an attempt that ended without finishing the step. */
+struct kiln_next_attempt {
+	int64_t at_ms;                 /* when the next attempt may start */
+	int counts_as_retry;           /* retry_count += 1 */
+	const char *fallback_provider; /* switch to it (NULL = stay) */
+};
+
+/* Ends the current attempt with end and schedules the next per next. */
+enum kiln_rc kiln_store_end_attempt(struct kiln_store *st,
+				    const char *step_uuid, const char *task_id,
+				    const struct kiln_attempt_end *end,
+				    const struct kiln_next_attempt *next,
+				    struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* Appends a new "running" attempt on the step's current provider (an
+ * attempt left "running" by a dead process becomes "interrupted"). */
+enum kiln_rc kiln_store_start_attempt(struct kiln_store *st,
+				      const char *step_uuid,
+				      const char *task_id,
+				      struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* Commits an async job ({"id", "status_url", ...}) before it is polled. */
+enum kiln_rc kiln_store_record_job(struct kiln_store *st,
+				   const char *step_uuid, const char *task_id,
+				   const json_t *job, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* Takes the lease of a RUNNING step for owner (only if it has expired
+ * when only_expired) and loads it like a claim. */
+enum kiln_rc kiln_store_take_over(struct kiln_store *st,
+				  const char *step_uuid, const char *owner,
+				  int64_t lease_until_ms, int only_expired,
+				  json_t **claim, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* Uuids of RUNNING steps (only those whose lease expired, if asked). */
+enum kiln_rc kiln_store_running_steps(struct kiln_store *st,
+				      int only_expired, json_t **uuids,
+				      struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* Extends owner's leases on the steps in uuids (a JSON array). */
+enum kiln_rc kiln_store_renew_leases(struct kiln_store *st,
+				     const char *owner, const json_t *uuids,
+				     int64_t lease_until_ms,
+				     struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* Ids of all RUNNING workflows (owned JSON array), for start-up. */
+enum kiln_rc kiln_store_running_workflows(struct kiln_store *st,
+					  json_t **running,
+					  struct kiln_err *err)
+	KILN_WARN_UNUSED;
 
 /* ---- helpers shared by store_*.c (not for other modules) ----------- */
 sqlite3 *kiln_store_db(struct kiln_store *st);
@@ -173,5 +234,10 @@ void kiln_store_rollback(struct kiln_store *st);
  * copying sqlite3_errmsg into err. */
 enum kiln_rc kiln_store_fail(struct kiln_store *st, int src,
 			     struct kiln_err *err);
+/* Loads a step as kiln_store_claim_step describes, inside the caller's
+ * transaction. */
+enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
+				   const char *step_uuid, json_t **claim,
+				   struct kiln_err *err) KILN_WARN_UNUSED;
 
 #endif

@@ -97,7 +97,7 @@ class ProviderTest(KilnTestCase):
             {"id": "refine", "task_type": "REFINE", "depends_on": ["generate"],
              "config": {"marker": "ok-ref", "strength": 0.5,
                         "base_image_url": "overridden"},
-             "provider_config": {"provider_type": "okp", "ignored": True},
+             "provider_config": {"provider_type": "okp", "quality": "hd"},
              "input_mappings": [
                  {"from_step": "generate", "from_field": "result_image_path",
                   "to_field": "base_image_url"},
@@ -138,8 +138,15 @@ class ProviderTest(KilnTestCase):
             "marker": "ok-ref", "strength": 0.5,
             "base_image_url": st["generate"]["result"]["result_image_path"],
             "nested": {"prompt": "a red dress"},
-            "n_text": "3"})
+            "n_text": "3",
+            # provider_config's keys other than provider_type are
+            # provider parameters, merged over the input
+            "quality": "hd"})
         self.assertEqual(ref_calls[0]["headers"].get("x-api-key"), API_KEY)
+        self.assertEqual(st["refine"]["provider_used"], "okp")
+        self.assertEqual([(a["attempt"], a["provider"], a["outcome"],
+                           a["http_status"]) for a in st["refine"]["attempts"]],
+                         [(1, "okp", "succeeded", 200)])
         self.assertEqual(st["refine"]["result"]["echo"], ref_calls[0]["body"])
         self.assertGreater(ref_calls[0]["arrived"], gen_calls[0]["answered"])
         self.assertEqual(done["final_step_id"], "side")

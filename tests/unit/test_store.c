@@ -19,6 +19,8 @@
 #include "kiln/workflow_validate.h"
 
 static char data_dir[64];
+static const struct kiln_attempt_end ok_end = {"succeeded", 200, NULL};
+#define END_FAILED(msg) (&(struct kiln_attempt_end){"transient_error", 503, (msg)})
 static struct kiln_config cfg;
 
 static const char *FASHION =
@@ -209,18 +211,18 @@ static void test_transitions_are_guarded(void **state)
 	json_t *wf;
 
 	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
-						    KILN_WF_ACTION_PAUSE, &err),
+						    KILN_WF_ACTION_PAUSE, NULL, &err),
 			 KILN_ECONFLICT);
 	assert_non_null(strstr(err.msg, "is PENDING"));
 	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
-						    KILN_WF_ACTION_START, &err),
+						    KILN_WF_ACTION_START, NULL, &err),
 			 KILN_OK);
 	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
-						    KILN_WF_ACTION_START, &err),
+						    KILN_WF_ACTION_START, NULL, &err),
 			 KILN_ECONFLICT);
 	assert_non_null(strstr(err.msg, "is RUNNING"));
 	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
-						    KILN_WF_ACTION_CANCEL, &err),
+						    KILN_WF_ACTION_CANCEL, NULL, &err),
 			 KILN_OK);
 	wf = get(id);
 	assert_string_equal(str(wf, "status"), "CANCELLED");
@@ -229,7 +231,7 @@ static void test_transitions_are_guarded(void **state)
 	assert_false(json_is_null(json_object_get(wf, "completed_at")));
 	json_decref(wf);
 	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
-						    KILN_WF_ACTION_RESUME, &err),
+						    KILN_WF_ACTION_RESUME, NULL, &err),
 			 KILN_ECONFLICT);
 	free(id);
 }
@@ -279,13 +281,13 @@ static void test_engine_cycle_to_completed(void **state)
 	result = json_pack("{ss}", "result_image_path", "/x.png");
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), result,
-						NULL, wf_id, &err),
+						&ok_end, wf_id, &err),
 			 KILN_OK);
 	assert_string_equal(wf_id, id);
 	/* A late duplicate answer for the same attempt changes nothing. */
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), NULL,
-						"late", wf_id, &err),
+						END_FAILED("late"), wf_id, &err),
 			 KILN_ECONFLICT);
 	json_decref(claim);
 
@@ -299,7 +301,7 @@ static void test_engine_cycle_to_completed(void **state)
 		"/x.png");
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), result,
-						NULL, wf_id, &err),
+						&ok_end, wf_id, &err),
 			 KILN_OK);
 	json_decref(claim);
 	assert_int_equal(kiln_store_advance(st, id, &ready, &err), KILN_OK);
@@ -329,13 +331,13 @@ static void test_failure_then_resume(void **state)
 	claim = advance_and_claim(id);
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), ok,
-						NULL, wf_id, &err),
+						&ok_end, wf_id, &err),
 			 KILN_OK);
 	json_decref(claim);
 	claim = advance_and_claim(id);
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), NULL,
-						"HTTP 500", wf_id, &err),
+						END_FAILED("HTTP 500"), wf_id, &err),
 			 KILN_OK);
 	json_decref(claim);
 	wf = get(id);
@@ -347,7 +349,7 @@ static void test_failure_then_resume(void **state)
 	json_decref(wf);
 
 	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
-						    KILN_WF_ACTION_RESUME, &err),
+						    KILN_WF_ACTION_RESUME, NULL, &err),
 			 KILN_OK);
 	wf = get(id);
 	assert_string_equal(str(wf, "status"), "RUNNING");
@@ -369,28 +371,80 @@ static void test_recover_and_reopen(void **state)
 	struct kiln_store *st = kiln_store_thread(NULL);
 	struct kiln_err err = {0};
 	char *id = insert(FASHION, "RUNNING", NULL);
-	json_t *claim, *running = NULL, *wf, *ready = NULL;
+	json_t *claim, *running = NULL, *steps = NULL, *wf, *attempts;
+	struct kiln_next_attempt next = {kiln_now_ms() + 5000, 1, NULL};
+	json_t *job = json_pack("{ss ss}", "id", "job-1", "status_url",
+				"http://127.0.0.1:9/s");
+	char uuid[KILN_UUID_LEN];
 	size_t i;
 	int found = 0;
 
 	claim = advance_and_claim(id);
+	kiln_strlcpy(uuid, str(claim, "uuid"), sizeof(uuid));
+	/* A failed first attempt waits for its retry... */
+	assert_int_equal(kiln_store_end_attempt(st, uuid,
+						str(claim, "task_id"),
+						END_FAILED("HTTP 503"), &next,
+						&err),
+			 KILN_OK);
+	/* ...then the second one submits a job. */
+	assert_int_equal(kiln_store_start_attempt(st, uuid,
+						  str(claim, "task_id"), &err),
+			 KILN_OK);
+	assert_int_equal(kiln_store_record_job(st, uuid, str(claim, "task_id"),
+					       job, &err),
+			 KILN_OK);
+	/* A stale attempt id changes nothing. */
+	assert_int_equal(kiln_store_record_job(st, uuid, "not-the-task", job,
+					       &err),
+			 KILN_ECONFLICT);
 	json_decref(claim);
 	/* "Crash": close every connection, reopen, recover. */
 	kiln_store_shutdown();
 	assert_int_equal(kiln_store_init(data_dir, &err), KILN_OK);
 	st = kiln_store_thread(NULL);
-	assert_int_equal(kiln_store_recover(st, &running, &err), KILN_OK);
+	assert_int_equal(kiln_store_running_workflows(st, &running, &err),
+			 KILN_OK);
 	for (i = 0; i < json_array_size(running); i++)
 		found |= strcmp(json_string_value(json_array_get(running, i)),
 				id) == 0;
 	assert_true(found);
 	json_decref(running);
+	/* The lease has not expired: only a forced take-over gets it. */
+	assert_int_equal(kiln_store_running_steps(st, 0, &steps, &err),
+			 KILN_OK);
+	assert_true(json_array_size(steps) >= 1);
+	json_decref(steps);
+	assert_int_equal(kiln_store_take_over(st, uuid, "me", 1, 1, &claim,
+					      &err),
+			 KILN_ECONFLICT);
+	assert_int_equal(kiln_store_take_over(st, uuid, "me",
+					      kiln_now_ms() + 1000, 0, &claim,
+					      &err),
+			 KILN_OK);
+	/* The job survives the crash, so it is polled, not resubmitted. */
+	assert_string_equal(str(json_object_get(claim, "job"), "id"), "job-1");
+	assert_int_equal(json_integer_value(json_object_get(claim, "attempt")),
+			 2);
+	assert_int_equal(
+		json_integer_value(json_object_get(claim, "retry_count")), 1);
+	json_decref(claim);
 	wf = get(id);
-	assert_string_equal(step_status(wf, 0), "READY");
+	attempts = json_object_get(json_array_get(json_object_get(wf, "steps"),
+						  0),
+				   "attempts");
+	assert_int_equal(json_array_size(attempts), 2);
+	assert_string_equal(str(json_array_get(attempts, 0), "outcome"),
+			    "transient_error");
+	assert_int_equal(json_integer_value(json_object_get(
+				 json_array_get(attempts, 0), "http_status")),
+			 503);
+	assert_string_equal(str(json_array_get(attempts, 1), "outcome"),
+			    "running");
+	assert_string_equal(str(json_array_get(attempts, 1), "job_id"),
+			    "job-1");
 	json_decref(wf);
-	assert_int_equal(kiln_store_advance(st, id, &ready, &err), KILN_OK);
-	assert_int_equal(json_array_size(ready), 1);
-	json_decref(ready);
+	json_decref(job);
 	free(id);
 }
 
@@ -408,7 +462,7 @@ static void test_soft_delete(void **state)
 			 KILN_ECONFLICT);
 	assert_non_null(strstr(err.msg, "is RUNNING"));
 	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
-						    KILN_WF_ACTION_CANCEL, &err),
+						    KILN_WF_ACTION_CANCEL, NULL, &err),
 			 KILN_OK);
 	assert_int_equal(kiln_store_list_workflows(st, &f, NULL, &list, &err),
 			 KILN_OK);
@@ -429,7 +483,7 @@ static void test_soft_delete(void **state)
 	assert_false(json_is_null(json_object_get(wf, "deleted_at")));
 	json_decref(wf);
 	assert_int_equal(kiln_store_workflow_action(st, id, NULL,
-						    KILN_WF_ACTION_START, &err),
+						    KILN_WF_ACTION_START, NULL, &err),
 			 KILN_ECONFLICT);
 	assert_non_null(strstr(err.msg, "deleted"));
 	free(id);
