@@ -9,11 +9,15 @@
  * main thread with sigwait(), so no code runs in a signal handler.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -253,6 +257,41 @@ out:
 	return rc;
 }
 
+/*
+ * Holds an exclusive lock on <data-dir>/kilnd.lock for the life of the
+ * process (the kernel drops it when the process dies, even by SIGKILL).
+ * Two daemons on one store would run each step twice; and with the lock
+ * held, every step still RUNNING at start-up is known to be abandoned.
+ * Returns the lock's fd, or -1 after logging why.
+ */
+static int lock_data_dir(const char *data_dir)
+{
+	char path[4096];
+	int fd;
+
+	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+		kiln_log(KILN_LOG_ERROR, "cannot create data dir %s: %s",
+			 data_dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/kilnd.lock", data_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		kiln_log(KILN_LOG_ERROR, "cannot open %s: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		kiln_log(KILN_LOG_ERROR,
+			 "data dir %s is in use by another kilnd (%s is"
+			 " locked)",
+			 data_dir, path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static int run_daemon(const struct cli *cli)
 {
 	struct kiln_config cfg = {0};
@@ -261,7 +300,7 @@ static int run_daemon(const struct cli *cli)
 	struct kiln_http *http = NULL;
 	struct kiln_app app = {0};
 	char *secret = NULL;
-	int rc = EXIT_FAILURE, port = 0, sig = 0;
+	int rc = EXIT_FAILURE, port = 0, sig = 0, lock_fd = -1;
 	sigset_t sigs;
 
 	if (build_config(cli, &cfg) != 0) {
@@ -278,6 +317,9 @@ static int run_daemon(const struct cli *cli)
 
 	secret = load_secret(&cfg);
 	if (secret == NULL)
+		goto out;
+	lock_fd = lock_data_dir(cfg.data_dir);
+	if (lock_fd < 0)
 		goto out;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		kiln_log(KILN_LOG_ERROR, "curl_global_init failed");
@@ -316,6 +358,8 @@ out_store:
 out_curl:
 	curl_global_cleanup();
 out:
+	if (lock_fd >= 0)
+		close(lock_fd);
 	free(secret);
 	kiln_config_free(&cfg);
 	return rc;

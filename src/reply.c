@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kiln/http.h"
 #include "kiln/log.h"
@@ -85,6 +86,21 @@ enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
 	enum MHD_Result ret;
 	char num[16];
 
+	if (resp->has_file) {
+		json_decref(resp->body);
+		resp->body = NULL;
+		r = MHD_create_response_from_fd((uint64_t)resp->file_size,
+						resp->file_fd);
+		if (r == NULL) {
+			close(resp->file_fd);
+			return MHD_NO;
+		}
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+					resp->file_type);
+		ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
 	if (resp->body == NULL)
 		resp->body = json_object();
 	text = json_dumps(resp->body, JSON_COMPACT);

@@ -31,19 +31,26 @@ static const struct route routes[] = {
 	{"POST", WF "/{id}/pause", 1, kiln_api_workflow_pause},
 	{"POST", WF "/{id}/resume", 1, kiln_api_workflow_resume},
 	{"POST", WF "/{id}/cleanup", 1, kiln_api_workflow_cleanup},
+	{"GET", "/api/v1/artifacts/{id}/{tail}", 1, kiln_api_artifact_get},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 #define MAX_PATH 1024
 
 /* Matches path (without trailing slash) against pattern; on success the
- * {id} segment is copied into id (size idlen). */
+ * {id} segment is copied into id (size idlen) and *tail points at what a
+ * final {tail} matched (at least one character). */
 static int match(const char *pattern, const char *path, char *id,
-		 size_t idlen)
+		 size_t idlen, const char **tail)
 {
 	const char *p = pattern, *s = path;
 
+	*tail = NULL;
 	while (*p && *s) {
+		if (strcmp(p, "{tail}") == 0) {
+			*tail = s;
+			return 1;
+		}
 		if (strncmp(p, "{id}", 4) == 0) {
 			size_t n = strcspn(s, "/");
 
@@ -69,6 +76,7 @@ void kiln_router_dispatch(struct kiln_req *req, struct kiln_resp *resp)
 	char id[256];
 	size_t len = strlen(req->path), i;
 	const struct route *found = NULL;
+	const char *tail = NULL, *found_tail = NULL;
 	struct kiln_err err = {0};
 	int path_known = 0;
 
@@ -81,11 +89,12 @@ void kiln_router_dispatch(struct kiln_req *req, struct kiln_resp *resp)
 		path[len - 1] = '\0';
 	resp->allow[0] = '\0';
 	for (i = 0; i < N_ROUTES; i++) {
-		if (!match(routes[i].pattern, path, id, sizeof(id)))
+		if (!match(routes[i].pattern, path, id, sizeof(id), &tail))
 			continue;
 		path_known = 1;
 		if (strcmp(routes[i].method, req->method) == 0) {
 			found = &routes[i];
+			found_tail = tail;
 			break;
 		}
 		if (resp->allow[0])
@@ -107,6 +116,8 @@ void kiln_router_dispatch(struct kiln_req *req, struct kiln_resp *resp)
 	}
 	resp->allow[0] = '\0';
 	req->path_id = strstr(found->pattern, "{id}") ? id : NULL;
+	/* The tail points into the local copy: keep it alive via req. */
+	req->path_tail = found_tail ? req->path + (found_tail - path) : NULL;
 	if (found->needs_auth) {
 		const char *h = MHD_lookup_connection_value(
 			req->conn, MHD_HEADER_KIND,

@@ -32,6 +32,7 @@ struct kiln_req {
 	const char *body;      /* NUL-terminated; NULL when there is none */
 	size_t body_len;
 	const char *path_id;   /* the {id} segment of the route, or NULL */
+	const char *path_tail; /* what {tail} matched (the rest), or NULL */
 	struct kiln_principal principal; /* set for authenticated routes */
 	struct kiln_scope scope;         /* what the principal may see */
 };
@@ -42,6 +43,10 @@ struct kiln_resp {
 	char allow[64];          /* for 405: "GET, POST" */
 	int is_auth_challenge;   /* adds WWW-Authenticate: Bearer */
 	int retry_after_s;       /* > 0 adds Retry-After */
+	int has_file;            /* send file_fd instead of body */
+	int file_fd;             /* owned once has_file is set */
+	uint64_t file_size;
+	const char *file_type;   /* static string */
 };
 
 struct kiln_http;
@@ -88,5 +93,6 @@ void kiln_api_workflow_start(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_workflow_pause(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_workflow_resume(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_workflow_cleanup(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_artifact_get(struct kiln_req *req, struct kiln_resp *resp);
 
 #endif

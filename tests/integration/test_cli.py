@@ -246,6 +246,15 @@ class CliTest(KilnTestCase):
                          % (rc, srv.log_text()[-5000:]))
         self.assertEqual(srv.sanitizer_findings(), [])
 
+    def test_second_daemon_on_same_data_dir_is_refused(self):
+        srv = self.start_server(name="kilnd-first")
+        second = run_kilnd(["--listen", "127.0.0.1:0",
+                            "--data-dir", srv.data_dir], timeout=15)
+        self.assertEqual(second.returncode, 1, second.stderr)
+        self.assertIn("is in use by another kilnd", second.stderr)
+        # the first one is unharmed
+        self.assertEqual(srv.request("GET", "/healthz").status, 200)
+
 
 if __name__ == "__main__":
     kilnlib.main()
