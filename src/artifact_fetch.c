@@ -210,7 +210,7 @@ static void on_file(void *p, const struct kiln_http_response *resp)
 	unsigned md_len = 0, i;
 
 	if (resp->is_shutdown || resp->is_aborted) {
-		f->done(f->ctx, NULL, "artifact download stopped");
+		f->done(f->ctx, NULL, NULL);
 		fetch_free(f);
 		return;
 	}

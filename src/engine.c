@@ -587,6 +587,10 @@ static void on_fetched(void *ctx, json_t *result, const char *error)
 {
 	struct run *r = ctx;
 
+	if (result == NULL && error == NULL) {
+		run_free(r); /* shutting down: taken over at the next start */
+		return;
+	}
 	r->result = result;
 	free(r->fetch_error);
 	r->fetch_error = error ? strdup(error) : NULL;
@@ -765,10 +769,12 @@ static void next_job(void *arg)
 		run_free(r);
 		return;
 	}
-	if (r->phase == PHASE_POLL) {
-		send_get(r, json_string_value(
-				    json_object_get(r->job, "status_url")),
-			 PHASE_POLL);
+	if (r->phase == PHASE_POLL || r->phase == PHASE_RESULT) {
+		send_get(r, json_string_value(json_object_get(
+				    r->job, r->phase == PHASE_POLL
+						    ? "status_url"
+						    : "result_url")),
+			 r->phase);
 		return;
 	}
 	st = store();
@@ -1044,7 +1050,7 @@ enum kiln_rc kiln_engine_start(const struct kiln_config *cfg,
 fail:
 	json_decref(running);
 	json_decref(steps);
-	kiln_io_stop(e->io);
+	kiln_io_free(e->io);
 	free(e->lanes);
 	pthread_mutex_destroy(&e->lock);
 	free(e);
@@ -1059,8 +1065,8 @@ void kiln_engine_stop(struct kiln_engine *e)
 	 * back with is_shutdown), then the pool (queued jobs are dropped:
 	 * the store still holds the work). */
 	kiln_io_stop(e->io);
-	e->io = NULL;
 	kiln_pool_stop(e->pool);
+	kiln_io_free(e->io);
 	while (e->runs)
 		run_free(e->runs);
 	free(e->lanes);

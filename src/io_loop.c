@@ -681,15 +681,27 @@ size_t kiln_io_inflight(struct kiln_io *io)
 
 void kiln_io_stop(struct kiln_io *io)
 {
-	struct kiln_io_lane *lane;
+	int was_stopping;
 
 	if (io == NULL)
 		return;
 	pthread_mutex_lock(&io->lock);
+	was_stopping = io->stopping;
 	io->stopping = 1;
 	pthread_mutex_unlock(&io->lock);
+	if (was_stopping)
+		return;
 	curl_multi_wakeup(io->multi);
 	pthread_join(io->thread, NULL);
+}
+
+void kiln_io_free(struct kiln_io *io)
+{
+	struct kiln_io_lane *lane;
+
+	if (io == NULL)
+		return;
+	kiln_io_stop(io);
 	curl_multi_cleanup(io->multi);
 	while ((lane = io->lanes) != NULL) {
 		io->lanes = lane->next;

@@ -16,7 +16,8 @@
 json_t *kiln_artifact_urls(const json_t *result, const json_t *pointers);
 
 /* Called once when the downloads end: result (owned) is the step's result
- * with "artifacts" and "result_image_path" set, or NULL with error. */
+ * with "artifacts" and "result_image_path" set, or NULL with error, or
+ * NULL with error NULL when the I/O loop stopped first. */
 typedef void (*kiln_fetch_done_fn)(void *ctx, json_t *result,
 				   const char *error);
 

@@ -88,8 +88,11 @@ int kiln_io_after(struct kiln_io *io, int64_t delay_ms, kiln_io_timer_fn fn,
 size_t kiln_io_inflight(struct kiln_io *io);
 
 /* Stops the loop: transfers and timers are abandoned and their callbacks
- * called with is_shutdown.  NULL is a no-op. */
+ * called with is_shutdown.  Afterwards submit and after still work: they
+ * call back at once with is_shutdown.  NULL is a no-op. */
 void kiln_io_stop(struct kiln_io *io);
+/* Frees a stopped loop, once nothing uses it any more.  NULL is a no-op. */
+void kiln_io_free(struct kiln_io *io);
 
 void kiln_http_request_free(struct kiln_http_request *req);
 
