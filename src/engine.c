@@ -35,8 +35,6 @@
  * ones looked for. */
 #define STEP_LEASE_MS (60 * 1000)
 #define LEASE_TICK_MS (STEP_LEASE_MS / 3)
-/* Transient poll failures in a row before the attempt is given up. */
-#define MAX_POLL_ERRORS 5
 
 enum phase {
 	PHASE_CALL,     /* sync call or async submission */
@@ -58,6 +56,7 @@ struct run {
 	int poll_ms, poll_errors;
 	int64_t deadline_ms; /* wall clock; 0 = none */
 	uint64_t xfer;       /* transfer in flight (0 none); under e->lock */
+	int keep_on_cancel;  /* an async submission: under e->lock */
 	int cancelled;       /* under e->lock */
 	struct kiln_http_response resp;
 	struct run *prev, *next; /* registry, under e->lock */
@@ -90,6 +89,8 @@ static void take_over_forced_job(void *arg) { (void)arg; }
 static void send_request(struct run *r, struct kiln_http_request *req,
 		 enum phase phase);
 static void attempt(struct run *r);
+static void cancel_job(struct kiln_engine *e, const char *pname,
+		       const json_t *job);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -511,7 +512,10 @@ static void send_request(struct run *r, struct kiln_http_request *req,
 		return; /* on_answer ran with is_shutdown */
 	pthread_mutex_lock(&r->e->lock);
 	r->xfer = id;
-	if (r->cancelled)
+	/* An async submission is let finish on cancel, so that its job id
+	 * is known and the job can be cancelled at the provider. */
+	r->keep_on_cancel = phase == PHASE_CALL && r->p->ext->is_async;
+	if (r->cancelled && !r->keep_on_cancel)
 		kiln_io_abort(r->e->io, id);
 	pthread_mutex_unlock(&r->e->lock);
 }
@@ -631,15 +635,23 @@ static int read_answer(struct run *r, json_t **json)
 		resp->status <= 299)
 		       ? KILN_FAIL_PERMANENT /* not a JSON object */
 		       : kiln_provider_failure_kind(resp);
-	if (r->phase != PHASE_CALL && kind == KILN_FAIL_TRANSIENT &&
-	    ++r->poll_errors < MAX_POLL_ERRORS) {
+	if (r->phase != PHASE_CALL && kind == KILN_FAIL_TRANSIENT) {
 		/* A status or result fetch that failed is asked again, with
-		 * the retry backoff; the job itself is still fine. */
-		kiln_log(KILN_LOG_INFO, "step %s: %s; asking again", r->uuid,
-			 err.msg);
-		schedule(r, kiln_backoff_ms(r->p->ext, r->poll_errors,
-					    random_u32(),
-					    resp->retry_after_ms));
+		 * the retry backoff, until the step's deadline: the job itself
+		 * is still fine, and a new attempt would pay for another. */
+		int64_t delay;
+
+		if (past_deadline(r)) {
+			run_free(r);
+			return -1;
+		}
+		delay = kiln_backoff_ms(r->p->ext, ++r->poll_errors,
+					random_u32(), resp->retry_after_ms);
+		if (r->deadline_ms && kiln_now_ms() + delay > r->deadline_ms)
+			delay = r->deadline_ms - kiln_now_ms();
+		kiln_log(KILN_LOG_INFO, "step %s: %s; asking again in %lld ms",
+			 r->uuid, err.msg, (long long)delay);
+		schedule(r, delay);
 		return -1;
 	}
 	attempt_failed(r,
@@ -727,7 +739,23 @@ static void answer_job(void *arg)
 	struct run *r = arg;
 	json_t *answer = NULL;
 
-	if (r->resp.is_aborted || is_cancelled(r)) {
+	if (r->resp.is_aborted) {
+		run_free(r);
+		return;
+	}
+	if (is_cancelled(r)) {
+		/* A job accepted after its step was cancelled: stop it too. */
+		if (r->phase == PHASE_CALL && r->p->ext->is_async &&
+		    kiln_provider_http_result(r->p, &r->resp, &answer, NULL) ==
+			    KILN_OK) {
+			json_t *job = NULL;
+
+			if (kiln_provider_job(r->p, answer, &job, NULL) ==
+			    KILN_OK)
+				cancel_job(r->e, r->p->name, job);
+			json_decref(job);
+			json_decref(answer);
+		}
 		run_free(r);
 		return;
 	}
@@ -770,6 +798,10 @@ static void next_job(void *arg)
 		return;
 	}
 	if (r->phase == PHASE_POLL || r->phase == PHASE_RESULT) {
+		if (past_deadline(r)) {
+			run_free(r);
+			return;
+		}
 		send_get(r, json_string_value(json_object_get(
 				    r->job, r->phase == PHASE_POLL
 						    ? "status_url"
@@ -979,7 +1011,7 @@ void kiln_engine_stop_steps(struct kiln_engine *e, const json_t *stopped)
 			if (strcmp(r->uuid, uuid) != 0)
 				continue;
 			r->cancelled = 1;
-			if (r->xfer)
+			if (r->xfer && !r->keep_on_cancel)
 				kiln_io_abort(e->io, r->xfer);
 		}
 		pthread_mutex_unlock(&e->lock);

@@ -32,8 +32,12 @@ static struct curl_slist *provider_headers(const struct kiln_provider_cfg *p,
 	struct curl_slist *h = NULL, *next;
 	size_t i;
 
-	if (has_body)
-		h = curl_slist_append(h, "Content-Type: application/json");
+	/* Without a body, "Content-Type:" stops curl from sending its
+	 * form-urlencoded default on a POST. */
+	h = curl_slist_append(h, has_body ? "Content-Type: application/json"
+					  : "Content-Type:");
+	if (h == NULL)
+		return NULL;
 	next = curl_slist_append(h, "Accept: application/json");
 	if (next == NULL)
 		goto oom;
