@@ -34,6 +34,7 @@ struct fetch {
 	int fd;
 	char part[4096];
 	EVP_MD_CTX *sha;
+	kiln_fetch_started_fn started;
 	kiln_fetch_done_fn done;
 	void *ctx;
 };
@@ -259,6 +260,7 @@ static void fetch_next(struct fetch *f)
 {
 	const char *url = json_string_value(json_array_get(f->urls, f->next));
 	struct kiln_http_request *req;
+	uint64_t xfer;
 
 	if (url == NULL) {
 		json_t *first = json_array_get(f->artifacts, 0);
@@ -294,7 +296,9 @@ static void fetch_next(struct fetch *f)
 		fail(f, "artifact", url, "out of memory");
 		return;
 	}
-	kiln_io_submit(f->io, req, on_file, f);
+	xfer = kiln_io_submit(f->io, req, on_file, f);
+	if (xfer != 0 && f->started)
+		f->started(f->ctx, xfer);
 }
 
 /* mkdir -p for the two levels below <data_dir>/artifacts. */
@@ -317,7 +321,8 @@ void kiln_artifacts_fetch(struct kiln_io *io, const char *data_dir,
 			  const char *wf_id, const char *step_uuid,
 			  json_t *result, const json_t *pointers,
 			  size_t max_bytes, long connect_timeout_ms,
-			  long timeout_ms, kiln_fetch_done_fn done, void *ctx)
+			  long timeout_ms, kiln_fetch_started_fn started,
+			  kiln_fetch_done_fn done, void *ctx)
 {
 	struct fetch *f = calloc(1, sizeof(*f));
 	char dir[4096] = "", rel[512], api[512];
@@ -330,6 +335,7 @@ void kiln_artifacts_fetch(struct kiln_io *io, const char *data_dir,
 	f->fd = -1;
 	f->io = io;
 	f->result = result;
+	f->started = started;
 	f->done = done;
 	f->ctx = ctx;
 	f->max_bytes = max_bytes;

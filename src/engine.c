@@ -579,7 +579,9 @@ static void fetched_job(void *arg)
 {
 	struct run *r = arg;
 
-	if (r->result)
+	if (is_cancelled(r) || past_deadline(r))
+		run_free(r);
+	else if (r->result)
 		record_result(r, r->result);
 	else
 		attempt_failed(r, "permanent_error", KILN_FAIL_PERMANENT, 0,
@@ -601,22 +603,41 @@ static void on_fetched(void *ctx, json_t *result, const char *error)
 	queue_run(r, fetched_job);
 }
 
+/* Any thread: a download started; cancel aborts it like a call. */
+static void on_fetch_started(void *ctx, uint64_t xfer)
+{
+	struct run *r = ctx;
+
+	pthread_mutex_lock(&r->e->lock);
+	r->xfer = xfer;
+	r->keep_on_cancel = 0;
+	if (r->cancelled)
+		kiln_io_abort(r->e->io, xfer);
+	pthread_mutex_unlock(&r->e->lock);
+}
+
 /* A result from the provider: download its artifacts, then record it. */
 static void got_result(struct run *r, json_t *result)
 {
 	const struct kiln_provider_ext *x = r->p->ext;
+	long timeout_ms = (long)r->p->timeout_s * 1000;
 
 	if (x->artifact_pointers == NULL) {
 		record_result(r, result);
 		json_decref(result);
 		return;
 	}
+	/* The downloads count against the step's deadline too. */
+	if (r->deadline_ms && r->deadline_ms - kiln_now_ms() < timeout_ms)
+		timeout_ms = r->deadline_ms - kiln_now_ms() > 0
+				     ? (long)(r->deadline_ms - kiln_now_ms())
+				     : 1;
 	r->phase = PHASE_FETCH;
 	kiln_artifacts_fetch(r->e->io, r->e->cfg->data_dir, r->wf_id, r->uuid,
 			     result, x->artifact_pointers,
 			     x->artifact_max_bytes,
-			     (long)r->p->connect_timeout_s * 1000,
-			     (long)r->p->timeout_s * 1000, on_fetched, r);
+			     (long)r->p->connect_timeout_s * 1000, timeout_ms,
+			     on_fetch_started, on_fetched, r);
 }
 
 /* ---- answers ---------------------------------------------------------- */

@@ -515,25 +515,32 @@ static const struct transition transitions[] = {
 	[KILN_WF_ACTION_RESUME] = {
 		BIT(KILN_WF_FAILED) | BIT(KILN_WF_PAUSED), "resumed",
 		"FAILED or PAUSED",
-		{"UPDATE workflows SET status = 'RUNNING', error_message = NULL,"
-		 " errors = '[]', completed_at = NULL,"
-		 " started_at = COALESCE(started_at, ?2), updated_at = ?2"
-		 " WHERE id = ?1",
-		 /* Failed and running steps run again (clearing task_id
-		  * drops a late answer of the old attempt); completed ones
-		  * keep their results. */
-		 "UPDATE steps SET status = 'PENDING', result = NULL,"
+		/* Failed steps run again, from their primary provider; of a
+		 * FAILED workflow, steps left running run again too (clearing
+		 * task_id drops a late answer of the old attempt).  Of a
+		 * PAUSED workflow, running steps carry on: their provider
+		 * calls are live and already paid for.  Completed steps keep
+		 * their results.  Steps first: the test reads the workflow's
+		 * status before it changes. */
+		{"UPDATE steps SET status = 'PENDING', result = NULL,"
 		 " error_message = NULL, started_at = NULL, task_id = NULL,"
 		 " completed_at = NULL, lease_owner = NULL,"
 		 " lease_expires_at = NULL, updated_at = ?2, job = NULL,"
 		 " next_attempt_at = NULL, first_started_at = NULL,"
+		 " current_provider = NULL, on_fallback = 0,"
+		 " provider_retries = 0,"
 		 " attempts = CASE WHEN json_extract(attempts,"
 		 "   '$[#-1].outcome') = 'running' THEN json_set(attempts,"
 		 "   '$[#-1].outcome', 'cancelled', '$[#-1].finished_at',"
 		 "   strftime('%Y-%m-%dT%H:%M:%fZ', ?2 / 1000.0, 'unixepoch'))"
 		 "   ELSE attempts END"
-		 " WHERE workflow_id = ?1"
-		 " AND status IN ('FAILED', 'RUNNING', 'READY')"},
+		 " WHERE workflow_id = ?1 AND (status = 'FAILED'"
+		 "   OR (status IN ('RUNNING', 'READY') AND (SELECT w.status"
+		 "   FROM workflows w WHERE w.id = ?1) = 'FAILED'))",
+		 "UPDATE workflows SET status = 'RUNNING', error_message = NULL,"
+		 " errors = '[]', completed_at = NULL,"
+		 " started_at = COALESCE(started_at, ?2), updated_at = ?2"
+		 " WHERE id = ?1"},
 	},
 	[KILN_WF_ACTION_CANCEL] = {
 		BIT(KILN_WF_PENDING) | BIT(KILN_WF_RUNNING) |
@@ -650,8 +657,9 @@ enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 				  t->verb);
 		goto fail;
 	}
-	if (stopped != NULL && (action == KILN_WF_ACTION_CANCEL ||
-				action == KILN_WF_ACTION_RESUME)) {
+	if (stopped != NULL &&
+	    (action == KILN_WF_ACTION_CANCEL ||
+	     (action == KILN_WF_ACTION_RESUME && status == KILN_WF_FAILED))) {
 		rc = running_steps(st, id, stopped, err);
 		if (rc != KILN_OK)
 			goto fail;

@@ -21,6 +21,10 @@ json_t *kiln_artifact_urls(const json_t *result, const json_t *pointers);
 typedef void (*kiln_fetch_done_fn)(void *ctx, json_t *result,
 				   const char *error);
 
+/* Told the id of each download's transfer, so that it can be aborted
+ * (kiln_io_abort; done then gets NULL, NULL). */
+typedef void (*kiln_fetch_started_fn)(void *ctx, uint64_t xfer);
+
 /*
  * Downloads, one at a time on io, every URL that pointers find in result
  * (stolen) into <data_dir>/artifacts/<wf_id>/<step_uuid>/<n>.<ext>, each
@@ -32,7 +36,8 @@ void kiln_artifacts_fetch(struct kiln_io *io, const char *data_dir,
 			  const char *wf_id, const char *step_uuid,
 			  json_t *result, const json_t *pointers,
 			  size_t max_bytes, long connect_timeout_ms,
-			  long timeout_ms, kiln_fetch_done_fn done, void *ctx);
+			  long timeout_ms, kiln_fetch_started_fn started,
+			  kiln_fetch_done_fn done, void *ctx);
 
 /*
  * Deletes <data_dir>/artifacts/<wf_id>/ and everything under it.  steps is

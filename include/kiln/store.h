@@ -92,12 +92,14 @@ enum kiln_rc kiln_store_patch_workflow(struct kiln_store *st, const char *id,
 enum kiln_wf_action {
 	KILN_WF_ACTION_START,  /* PENDING -> RUNNING */
 	KILN_WF_ACTION_PAUSE,  /* RUNNING -> PAUSED */
-	KILN_WF_ACTION_RESUME, /* FAILED|PAUSED -> RUNNING, failed steps reset */
+	KILN_WF_ACTION_RESUME, /* FAILED|PAUSED -> RUNNING, failed steps reset
+				* (and running ones, of a FAILED workflow) */
 	KILN_WF_ACTION_CANCEL, /* PENDING|RUNNING|PAUSED -> CANCELLED */
 };
-/* For CANCEL and RESUME, *stopped (if not NULL) receives the steps that
- * were RUNNING and no longer are: [{"uuid", "provider", "job"}] (owned),
- * so the engine can abort their transfers and cancel their jobs. */
+/* For CANCEL, and RESUME of a FAILED workflow, *stopped (if not NULL)
+ * receives the steps that were RUNNING and no longer are: [{"uuid",
+ * "provider", "job"}] (owned), so the engine can abort their transfers and
+ * cancel their jobs; otherwise it is set to NULL. */
 enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 					const char *id,
 					const struct kiln_scope *scope,
