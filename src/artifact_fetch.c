@@ -296,9 +296,12 @@ static void fetch_next(struct fetch *f)
 		fail(f, "artifact", url, "out of memory");
 		return;
 	}
-	xfer = kiln_io_submit(f->io, req, on_file, f);
-	if (xfer != 0 && f->started)
+	/* Told before the submission: on_file may free f before
+	 * kiln_io_submit returns. */
+	xfer = kiln_io_new_id(f->io);
+	if (f->started)
 		f->started(f->ctx, xfer);
+	kiln_io_submit_as(f->io, xfer, req, on_file, f);
 }
 
 /* mkdir -p for the two levels below <data_dir>/artifacts. */

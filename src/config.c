@@ -641,7 +641,7 @@ static enum kiln_rc parse_headers(struct kiln_provider_cfg *p,
 	char field[KILN_ERR_FIELD_MAX];
 	const char *name;
 	json_t *v;
-	char *value, *line;
+	char *value = NULL, *line;
 	size_t line_len;
 	enum kiln_rc rc;
 

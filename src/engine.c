@@ -507,17 +507,21 @@ static void send_request(struct run *r, struct kiln_http_request *req,
 		if (left < req->timeout_ms)
 			req->timeout_ms = left;
 	}
-	id = kiln_io_submit(r->e->io, req, on_answer, r);
-	if (id == 0)
-		return; /* on_answer ran with is_shutdown */
+	/* The id is known before the callback can run (and free r). */
+	id = kiln_io_new_id(r->e->io);
 	pthread_mutex_lock(&r->e->lock);
+	if (r->cancelled) {
+		pthread_mutex_unlock(&r->e->lock);
+		kiln_http_request_free(req);
+		run_free(r);
+		return;
+	}
 	r->xfer = id;
 	/* An async submission is let finish on cancel, so that its job id
 	 * is known and the job can be cancelled at the provider. */
 	r->keep_on_cancel = phase == PHASE_CALL && r->p->ext->is_async;
-	if (r->cancelled && !r->keep_on_cancel)
-		kiln_io_abort(r->e->io, id);
 	pthread_mutex_unlock(&r->e->lock);
+	kiln_io_submit_as(r->e->io, id, req, on_answer, r);
 }
 
 static void send_get(struct run *r, const char *url, enum phase phase)
@@ -689,10 +693,10 @@ static void schedule_poll(struct run *r)
 	r->phase = PHASE_POLL;
 	if (r->deadline_ms && kiln_now_ms() + delay > r->deadline_ms)
 		delay = r->deadline_ms - kiln_now_ms();
-	schedule(r, delay);
 	r->poll_ms = r->poll_ms * 2 > r->p->ext->poll_max_ms
 			     ? r->p->ext->poll_max_ms
 			     : r->poll_ms * 2;
+	schedule(r, delay); /* last: r belongs to the timer now */
 }
 
 static void submitted(struct run *r, json_t *answer)

@@ -67,6 +67,10 @@ struct kiln_io {
 	struct transfer *active_list;
 	size_t active;
 	size_t max_inflight;
+	/* Aborts that found no transfer: the id may be reserved and about
+	 * to be submitted (kiln_io_new_id), so remember the last few. */
+	uint64_t unfound[64];
+	size_t unfound_next;
 };
 
 void kiln_http_request_free(struct kiln_http_request *req)
@@ -234,6 +238,11 @@ static int transfer_setup(struct transfer *t)
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->resp.error);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "kilnd/" KILN_VERSION);
+	/* API answers are small; libcurl's 16 KiB default receive buffer
+	 * per transfer is most of the memory 10,000 calls in flight take.
+	 * Downloads keep the default. */
+	if (r->sink == NULL)
+		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
 	if (r->method == NULL || strcmp(r->method, "POST") == 0) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
@@ -384,7 +393,22 @@ static void abort_one(struct kiln_io *io, uint64_t id)
 	if (t) {
 		t->resp.is_aborted = 1;
 		report(io, t);
+		return;
 	}
+	io->unfound[io->unfound_next++ % 64] = id;
+}
+
+/* 1 (and forgotten) if id was aborted before it was submitted. */
+static int was_aborted_early(struct kiln_io *io, uint64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < 64; i++)
+		if (io->unfound[i] == id) {
+			io->unfound[i] = 0;
+			return 1;
+		}
+	return 0;
 }
 
 /* ---- timers ----------------------------------------------------------- */
@@ -472,8 +496,14 @@ static void take_incoming(struct kiln_io *io)
 	io->aborts = NULL;
 	io->n_aborts = io->cap_aborts = 0;
 	pthread_mutex_unlock(&io->lock);
-	while ((t = queue_pop(&in)) != NULL)
+	while ((t = queue_pop(&in)) != NULL) {
+		if (was_aborted_early(io, t->id)) {
+			t->resp.is_aborted = 1;
+			report(io, t);
+			continue;
+		}
 		queue_push(&lane_of(io, t)->waiting, t);
+	}
 	for (i = 0; i < n_aborts; i++)
 		abort_one(io, aborts[i]);
 	free(aborts);
@@ -584,11 +614,27 @@ struct kiln_io_lane *kiln_io_lane(struct kiln_io *io, size_t limit)
 	return lane;
 }
 
+uint64_t kiln_io_new_id(struct kiln_io *io)
+{
+	uint64_t id;
+
+	pthread_mutex_lock(&io->lock);
+	id = io->next_id++;
+	pthread_mutex_unlock(&io->lock);
+	return id;
+}
+
 uint64_t kiln_io_submit(struct kiln_io *io, struct kiln_http_request *req,
 			kiln_io_done_fn done, void *ctx)
 {
+	return kiln_io_submit_as(io, 0, req, done, ctx);
+}
+
+uint64_t kiln_io_submit_as(struct kiln_io *io, uint64_t id,
+			   struct kiln_http_request *req, kiln_io_done_fn done,
+			   void *ctx)
+{
 	struct transfer *t = calloc(1, sizeof(*t));
-	uint64_t id;
 
 	if (t == NULL) {
 		struct kiln_http_response r = {.is_shutdown = 1};
@@ -609,7 +655,9 @@ uint64_t kiln_io_submit(struct kiln_io *io, struct kiln_http_request *req,
 		transfer_free(t);
 		return 0;
 	}
-	id = t->id = io->next_id++;
+	if (id == 0)
+		id = io->next_id++;
+	t->id = id;
 	queue_push(&io->incoming, t);
 	io->pending++;
 	pthread_mutex_unlock(&io->lock);

@@ -329,6 +329,10 @@ static int run_daemon(const struct cli *cli)
 		kiln_log(KILN_LOG_ERROR, "store: %s", err.msg);
 		goto out_curl;
 	}
+	if (kiln_store_checkpointer_start(500, &err) != KILN_OK) {
+		kiln_log(KILN_LOG_ERROR, "store: %s", err.msg);
+		goto out_store;
+	}
 	if (kiln_engine_start(&cfg, &engine, &err) != KILN_OK) {
 		kiln_log(KILN_LOG_ERROR, "engine: %s", err.msg);
 		goto out_store;
@@ -354,6 +358,7 @@ static int run_daemon(const struct cli *cli)
 out_engine:
 	kiln_engine_stop(engine);
 out_store:
+	kiln_store_checkpointer_stop();
 	kiln_store_shutdown();
 out_curl:
 	curl_global_cleanup();

@@ -34,9 +34,20 @@ struct kiln_store {
 	sqlite3 *db;
 	struct cached_stmt stmts[STMT_CACHE_MAX];
 	size_t n_stmts;
+	int holds_writer; /* this connection holds writer_lock */
 };
 
+/* One writer at a time inside this process.  SQLite's busy handler waits
+ * for the write lock by sleeping (1, 2, 5, 10 ms...), so under load the
+ * lock sat free while every writer slept; a mutex hands it over at once.
+ * busy_timeout still covers other processes (the sqlite3 shell). */
+static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static char *db_path;
+/* Set while store_checkpoint.c checkpoints in the background: new
+ * connections then leave the WAL to it instead of checkpointing inside
+ * the commit that crosses the threshold (with the writer lock held). */
+static volatile int background_checkpoints;
 static pthread_key_t conn_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
@@ -101,6 +112,9 @@ static enum kiln_rc store_open(const char *path, struct kiln_store **out,
 			  "PRAGMA synchronous=NORMAL;"
 			  "PRAGMA foreign_keys=ON;",
 			  NULL, NULL, &errmsg);
+	if (rc == SQLITE_OK && background_checkpoints)
+		rc = sqlite3_exec(st->db, "PRAGMA wal_autocheckpoint=0;", NULL,
+				  NULL, &errmsg);
 	if (rc != SQLITE_OK) {
 		kiln_err_set(err, KILN_EIO, "", "cannot configure %s: %s", path,
 			     errmsg ? errmsg : sqlite3_errstr(rc));
@@ -175,6 +189,21 @@ void kiln_store_thread_release(void)
 	store_close(st);
 }
 
+void kiln_store_set_background_checkpoints(int on)
+{
+	background_checkpoints = on;
+}
+
+int kiln_store_checkpoint(struct kiln_store *st)
+{
+	int log_frames = 0, done = 0;
+
+	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+				      &log_frames, &done) != SQLITE_OK)
+		return -1;
+	return done;
+}
+
 int kiln_store_ping(struct kiln_store *st)
 {
 	sqlite3_stmt *s = kiln_store_stmt(st, "SELECT 1", NULL);
@@ -237,9 +266,24 @@ static enum kiln_rc exec_simple(struct kiln_store *st, const char *sql,
 	return KILN_OK;
 }
 
+static void release_writer(struct kiln_store *st)
+{
+	if (st->holds_writer) {
+		st->holds_writer = 0;
+		pthread_mutex_unlock(&writer_lock);
+	}
+}
+
 enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 {
-	return exec_simple(st, "BEGIN IMMEDIATE", err);
+	enum kiln_rc rc;
+
+	pthread_mutex_lock(&writer_lock);
+	st->holds_writer = 1;
+	rc = exec_simple(st, "BEGIN IMMEDIATE", err);
+	if (rc != KILN_OK)
+		release_writer(st);
+	return rc;
 }
 
 enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
@@ -248,6 +292,7 @@ enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
 
 	if (rc != KILN_OK)
 		kiln_store_rollback(st);
+	release_writer(st);
 	return rc;
 }
 
@@ -255,4 +300,5 @@ void kiln_store_rollback(struct kiln_store *st)
 {
 	if (!sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	release_writer(st);
 }

@@ -21,8 +21,8 @@ json_t *kiln_artifact_urls(const json_t *result, const json_t *pointers);
 typedef void (*kiln_fetch_done_fn)(void *ctx, json_t *result,
 				   const char *error);
 
-/* Told the id of each download's transfer, so that it can be aborted
- * (kiln_io_abort; done then gets NULL, NULL). */
+/* Told the id of each download's transfer just before it is submitted,
+ * so that it can be aborted (kiln_io_abort; done then gets NULL, NULL). */
 typedef void (*kiln_fetch_started_fn)(void *ctx, uint64_t xfer);
 
 /*

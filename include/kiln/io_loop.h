@@ -75,6 +75,15 @@ struct kiln_io_lane *kiln_io_lane(struct kiln_io *io, size_t limit);
 uint64_t kiln_io_submit(struct kiln_io *io, struct kiln_http_request *req,
 			kiln_io_done_fn done, void *ctx);
 
+/* Reserves the id the next kiln_io_submit_as will use: a caller that must
+ * know the id before the callback can run (to abort it later) takes it
+ * first, since the callback may run before kiln_io_submit returns. */
+uint64_t kiln_io_new_id(struct kiln_io *io);
+/* kiln_io_submit with an id from kiln_io_new_id; returns 0 like it. */
+uint64_t kiln_io_submit_as(struct kiln_io *io, uint64_t id,
+			   struct kiln_http_request *req, kiln_io_done_fn done,
+			   void *ctx);
+
 /* Stops transfer id if it is still queued or in flight: its done callback
  * then runs with is_aborted.  Unknown or finished ids are ignored. */
 void kiln_io_abort(struct kiln_io *io, uint64_t id);

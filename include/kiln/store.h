@@ -36,6 +36,19 @@ struct kiln_store *kiln_store_thread(struct kiln_err *err);
 /* Closes the calling thread's connection now (it is reopened on demand). */
 void kiln_store_thread_release(void);
 
+/* Background checkpoints (store_checkpoint.c): while on, connections
+ * opened afterwards do not checkpoint the WAL themselves. */
+void kiln_store_set_background_checkpoints(int on);
+/* One PASSIVE checkpoint; the number of frames copied, -1 on error. */
+int kiln_store_checkpoint(struct kiln_store *st);
+/* Starts/stops a thread that checkpoints every interval_ms.  Call start
+ * after kiln_store_init and before the threads that write; stop before
+ * kiln_store_shutdown. */
+enum kiln_rc kiln_store_checkpointer_start(int interval_ms,
+					   struct kiln_err *err)
+	KILN_WARN_UNUSED;
+void kiln_store_checkpointer_stop(void);
+
 /* 1 if the store answers a trivial query. */
 int kiln_store_ping(struct kiln_store *st);
 
