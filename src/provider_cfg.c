@@ -29,10 +29,16 @@ int kiln_provider_ext_key(const char *key)
 	return 0;
 }
 
+/* "base.key", cut to fit (between characters). */
 static void path(char out[KILN_ERR_FIELD_MAX], const char *base,
 		 const char *key)
 {
-	snprintf(out, KILN_ERR_FIELD_MAX, "%s.%s", base, key);
+	size_t n = kiln_strlcpy(out, base, KILN_ERR_FIELD_MAX);
+
+	if (n + 2 < KILN_ERR_FIELD_MAX) {
+		out[n] = '.';
+		kiln_strlcpy(out + n + 1, key, KILN_ERR_FIELD_MAX - n - 1);
+	}
 }
 
 static enum kiln_rc bad(struct kiln_err *err, const char *base,
