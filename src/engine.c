@@ -3,11 +3,12 @@
  * writer of step state.
  *
  * Jobs on the worker pool:
- *   advance(wf)  store: mark PENDING steps whose dependencies are COMPLETED
- *                READY (or the workflow COMPLETED); queue run(step) each.
- *   run(step)    store: claim READY -> RUNNING (first attempt recorded);
- *                resolve the input; dryrun finishes at once, http providers
- *                get a request on the I/O loop.
+ *   advance(wf)  store, one transaction: mark PENDING steps whose
+ *                dependencies are COMPLETED READY (or the workflow
+ *                COMPLETED) and claim them (READY -> RUNNING, first attempt
+ *                recorded); queue start(run) each.
+ *   start(run)   resolve the input; dryrun finishes at once, http
+ *                providers get a request on the I/O loop.
  *   answer(run)  (queued by the I/O loop) read what came back and decide:
  *                result, next poll, retry after a backoff, fallback, fail.
  *   next(run)    (queued by a timer) the next poll or attempt.
@@ -80,7 +81,9 @@ struct id_job {
 };
 
 static void advance_job(void *arg);
-static void run_job(void *arg);
+static void start_job(void *arg);
+static struct run *run_new(struct kiln_engine *e, json_t *claim);
+static void queue_run(struct run *r, kiln_job_fn fn);
 static void answer_job(void *arg);
 static void next_job(void *arg);
 static void take_over_job(void *arg);
@@ -155,26 +158,47 @@ void kiln_engine_kick(struct kiln_engine *e, const char *wf_id)
 	submit_id_job(e, advance_job, wf_id);
 }
 
+static struct kiln_claimer claimer(struct kiln_engine *e)
+{
+	struct kiln_claimer who = {e->node_id, kiln_now_ms() + STEP_LEASE_MS};
+
+	return who;
+}
+
+/* Runs each claimed step (claims: an owned array, may be NULL). */
+static void start_claimed(struct kiln_engine *e, json_t *claims)
+{
+	json_t *claim;
+	struct run *r;
+	size_t i;
+
+	json_array_foreach(claims, i, claim) {
+		r = run_new(e, json_incref(claim));
+		if (r != NULL)
+			queue_run(r, start_job);
+	}
+	json_decref(claims);
+}
+
+/* Marks what can run READY and claims it, in one transaction. */
 static void advance_job(void *arg)
 {
 	struct id_job *j = arg;
+	struct kiln_claimer who = claimer(j->engine);
 	struct kiln_err err = {0};
 	struct kiln_store *st = store();
-	json_t *ready = NULL;
-	size_t i;
+	json_t *claims = NULL;
 
 	if (st == NULL ||
-	    kiln_store_advance(st, j->id, &ready, &err) != KILN_OK) {
+	    kiln_store_advance_claim(st, j->id, &who, &claims, &err) !=
+		    KILN_OK) {
 		if (st != NULL && err.code != KILN_ENOTFOUND)
 			kiln_log(KILN_LOG_ERROR, "advance %s: %s", j->id,
 				 err.msg);
 		free(j);
 		return;
 	}
-	for (i = 0; i < json_array_size(ready); i++)
-		submit_id_job(j->engine, run_job,
-			      json_string_value(json_array_get(ready, i)));
-	json_decref(ready);
+	start_claimed(j->engine, claims);
 	free(j);
 }
 
@@ -253,15 +277,17 @@ static void queue_run(struct run *r, kiln_job_fn fn)
 static void finish(struct run *r, const json_t *result,
 		   const struct kiln_attempt_end *end)
 {
+	struct kiln_claimer who = claimer(r->e);
 	struct kiln_err err = {0};
 	struct kiln_store *st = store();
-	char wf_id[KILN_UUID_LEN];
+	json_t *claims = NULL;
 	enum kiln_rc rc;
 
 	if (st == NULL)
 		return;
+	/* A success claims the steps it lets run in the same transaction. */
 	rc = kiln_store_finish_step(st, r->uuid, r->task_id, result, end,
-				    wf_id, &err);
+				    &who, &claims, &err);
 	if (rc == KILN_ECONFLICT) {
 		kiln_log(KILN_LOG_DEBUG, "dropping stale answer: %s", err.msg);
 		return;
@@ -274,7 +300,7 @@ static void finish(struct run *r, const json_t *result,
 	}
 	kiln_log(KILN_LOG_DEBUG, "step %s %s", r->uuid,
 		 result ? "completed" : "failed");
-	kiln_engine_kick(r->e, wf_id);
+	start_claimed(r->e, claims);
 }
 
 static void finish_failed(struct run *r, const char *outcome,
@@ -851,35 +877,15 @@ static void next_job(void *arg)
 	attempt(r);
 }
 
-static void run_job(void *arg)
+/* A step claimed by advance or finish: its first attempt. */
+static void start_job(void *arg)
 {
-	struct id_job *j = arg;
-	struct kiln_engine *e = j->engine;
-	struct kiln_err err = {0};
-	struct kiln_store *st = store();
-	json_t *claim = NULL;
-	struct run *r;
-	enum kiln_rc rc;
+	struct run *r = arg;
 
-	if (st == NULL)
-		goto out;
-	rc = kiln_store_claim_step(st, j->id, e->node_id,
-				   kiln_now_ms() + STEP_LEASE_MS, &claim, &err);
-	if (rc != KILN_OK) {
-		if (rc != KILN_ECONFLICT)
-			kiln_log(KILN_LOG_ERROR, "claim %s: %s", j->id,
-				 err.msg);
-		goto out;
-	}
-	r = run_new(e, claim);
-	if (r == NULL)
-		goto out;
 	if (prepare(r) != 0)
 		run_free(r);
 	else
 		attempt(r);
-out:
-	free(j);
 }
 
 /* Carries on with a RUNNING step this process has just taken the lease

@@ -167,8 +167,20 @@ static enum kiln_rc mark_ready(struct kiln_store *st, struct step_graph *g,
 	return rc;
 }
 
-enum kiln_rc kiln_store_advance(struct kiln_store *st, const char *wf_id,
-				json_t **ready_out, struct kiln_err *err)
+static enum kiln_rc claim_locked(struct kiln_store *st,
+				 const char *step_uuid,
+				 const struct kiln_claimer *who,
+				 json_t **claim_out, struct kiln_err *err);
+
+/*
+ * The advance, inside the caller's transaction: marks the RUNNING
+ * workflow COMPLETED when every step is, else marks PENDING steps whose
+ * dependencies are COMPLETED as READY.  Appends the uuids of all READY
+ * steps to ready, or, with who, claims them and appends their claims.
+ */
+static enum kiln_rc advance_locked(struct kiln_store *st, const char *wf_id,
+				   const struct kiln_claimer *who,
+				   json_t *out, struct kiln_err *err)
 {
 	static const char sql_complete[] =
 		"UPDATE workflows SET status = 'COMPLETED', completed_at = ?2,"
@@ -176,46 +188,78 @@ enum kiln_rc kiln_store_advance(struct kiln_store *st, const char *wf_id,
 		" WHERE id = ?1 AND status = 'RUNNING'";
 	struct step_graph g = {0};
 	enum kiln_wf_status wf_status;
-	json_t *ready = json_array();
 	int64_t now = kiln_now_ms();
 	size_t i, n_done = 0;
 	enum kiln_rc rc;
+	json_t *claim;
 
-	rc = kiln_store_begin(st, err);
-	if (rc != KILN_OK)
-		goto out;
 	rc = workflow_status(st, wf_id, &wf_status, err);
 	if (rc != KILN_OK || wf_status != KILN_WF_RUNNING)
-		goto done;
+		return rc;
 	rc = graph_load(st, wf_id, &g, err);
 	if (rc != KILN_OK)
-		goto done;
+		return rc;
 	for (i = 0; i < g.n; i++)
 		n_done += g.status[i] == KILN_STEP_COMPLETED;
 	if (n_done == g.n) {
 		rc = exec_id_now(st, sql_complete, wf_id, now, err);
-		goto done;
+		goto out;
 	}
 	rc = mark_ready(st, &g, now, err);
-	for (i = 0; rc == KILN_OK && i < g.n; i++)
-		if (g.status[i] == KILN_STEP_READY)
-			json_array_append_new(ready, json_string(g.uuids[i]));
-done:
-	if (rc == KILN_OK || rc == KILN_ENOTFOUND) {
-		enum kiln_rc crc = kiln_store_commit(st, err);
-
+	for (i = 0; rc == KILN_OK && i < g.n; i++) {
+		if (g.status[i] != KILN_STEP_READY)
+			continue;
+		if (who == NULL) {
+			json_array_append_new(out, json_string(g.uuids[i]));
+			continue;
+		}
+		rc = claim_locked(st, g.uuids[i], who, &claim, err);
 		if (rc == KILN_OK)
-			rc = crc;
-	} else {
-		kiln_store_rollback(st);
+			json_array_append_new(out, claim);
 	}
 out:
 	graph_free(&g);
-	if (rc == KILN_OK)
-		*ready_out = ready;
-	else
-		json_decref(ready);
 	return rc;
+}
+
+static enum kiln_rc advance_tx(struct kiln_store *st, const char *wf_id,
+			       const struct kiln_claimer *who, json_t **out,
+			       struct kiln_err *err)
+{
+	json_t *list = json_array();
+	enum kiln_rc rc;
+
+	rc = kiln_store_begin(st, err);
+	if (rc == KILN_OK) {
+		rc = advance_locked(st, wf_id, who, list, err);
+		if (rc == KILN_OK || rc == KILN_ENOTFOUND) {
+			enum kiln_rc crc = kiln_store_commit(st, err);
+
+			if (rc == KILN_OK)
+				rc = crc;
+		} else {
+			kiln_store_rollback(st);
+		}
+	}
+	if (rc == KILN_OK)
+		*out = list;
+	else
+		json_decref(list);
+	return rc;
+}
+
+enum kiln_rc kiln_store_advance(struct kiln_store *st, const char *wf_id,
+				json_t **ready_out, struct kiln_err *err)
+{
+	return advance_tx(st, wf_id, NULL, ready_out, err);
+}
+
+enum kiln_rc kiln_store_advance_claim(struct kiln_store *st,
+				      const char *wf_id,
+				      const struct kiln_claimer *who,
+				      json_t **claims, struct kiln_err *err)
+{
+	return advance_tx(st, wf_id, who, claims, err);
 }
 
 /* ---- claim ----------------------------------------------------------- */
@@ -311,10 +355,10 @@ enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 	return KILN_OK;
 }
 
-enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
-				   const char *step_uuid, const char *owner,
-				   int64_t lease_until_ms, json_t **claim_out,
-				   struct kiln_err *err)
+static enum kiln_rc claim_locked(struct kiln_store *st,
+				 const char *step_uuid,
+				 const struct kiln_claimer *who,
+				 json_t **claim_out, struct kiln_err *err)
 {
 	static const char sql_claim[] =
 		"UPDATE steps SET status = 'RUNNING', task_id = ?3,"
@@ -326,33 +370,39 @@ enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
 		" WHERE id = ?1 AND status = 'READY' AND (SELECT w.status"
 		" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'";
 	char task_id[KILN_UUID_LEN];
-	int64_t now = kiln_now_ms();
 	sqlite3_stmt *s;
 	enum kiln_rc rc;
 
 	kiln_uuid_new(task_id);
+	s = kiln_store_stmt(st, sql_claim, err);
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, kiln_now_ms());
+	sqlite3_bind_text(s, 3, task_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 4, who->owner, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 5, who->lease_until_ms);
+	rc = step_done(st, s, sqlite3_step(s), err);
+	if (rc != KILN_OK)
+		return rc;
+	if (sqlite3_changes(kiln_store_db(st)) != 1)
+		return kiln_err_set(err, KILN_ECONFLICT, "",
+				    "step %s is not ready to run", step_uuid);
+	return kiln_store_load_claim(st, step_uuid, claim_out, err);
+}
+
+enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
+				   const char *step_uuid, const char *owner,
+				   int64_t lease_until_ms, json_t **claim_out,
+				   struct kiln_err *err)
+{
+	struct kiln_claimer who = {owner, lease_until_ms};
+	enum kiln_rc rc;
+
 	rc = kiln_store_begin(st, err);
 	if (rc != KILN_OK)
 		return rc;
-	s = kiln_store_stmt(st, sql_claim, err);
-	if (s == NULL) {
-		rc = err ? err->code : KILN_EIO;
-		goto fail;
-	}
-	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 2, now);
-	sqlite3_bind_text(s, 3, task_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, owner, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 5, lease_until_ms);
-	rc = step_done(st, s, sqlite3_step(s), err);
-	if (rc != KILN_OK)
-		goto fail;
-	if (sqlite3_changes(kiln_store_db(st)) != 1) {
-		rc = kiln_err_set(err, KILN_ECONFLICT, "",
-				  "step %s is not ready to run", step_uuid);
-		goto fail;
-	}
-	rc = kiln_store_load_claim(st, step_uuid, claim_out, err);
+	rc = claim_locked(st, step_uuid, &who, claim_out, err);
 	if (rc != KILN_OK)
 		goto fail;
 	rc = kiln_store_commit(st, err);
@@ -393,8 +443,8 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 				    const char *step_uuid, const char *task_id,
 				    const json_t *result,
 				    const struct kiln_attempt_end *end,
-				    char wf_id_out[KILN_UUID_LEN],
-				    struct kiln_err *err)
+				    const struct kiln_claimer *who,
+				    json_t **claims, struct kiln_err *err)
 {
 	static const char sql_finish[] =
 		"UPDATE steps SET status = ?3, result = ?4, error_message = ?5,"
@@ -435,6 +485,8 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 
 	if (!ok && error_message == NULL)
 		error_message = "failed";
+	if (claims != NULL)
+		*claims = NULL;
 	rc = kiln_store_begin(st, err);
 	if (rc != KILN_OK)
 		return rc;
@@ -480,6 +532,11 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	}
 	if (ok) {
 		rc = exec_id_now(st, sql_count, wf_id, now, err);
+		/* What the result lets run, in the same transaction. */
+		if (rc == KILN_OK && claims != NULL) {
+			*claims = json_array();
+			rc = advance_locked(st, wf_id, who, *claims, err);
+		}
 	} else {
 		s = kiln_store_stmt(st, sql_fail, err);
 		if (s == NULL) {
@@ -501,11 +558,14 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	if (rc != KILN_OK)
 		goto fail;
 	free(wf_error);
-	kiln_strlcpy(wf_id_out, wf_id, KILN_UUID_LEN);
 	return KILN_OK;
 fail:
 	free(wf_error);
 	kiln_store_rollback(st);
+	if (claims != NULL) {
+		json_decref(*claims);
+		*claims = NULL;
+	}
 	return rc;
 }
 

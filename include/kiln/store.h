@@ -166,19 +166,36 @@ struct kiln_attempt_end {
 	const char *error;   /* NULL on success */
 };
 
+/* Who claims steps, and until when its lease runs. */
+struct kiln_claimer {
+	const char *owner;
+	int64_t lease_until_ms;
+};
+
+/* kiln_store_advance, claiming each READY step for who in the same
+ * transaction: *claims receives their claims (see kiln_store_claim_step). */
+enum kiln_rc kiln_store_advance_claim(struct kiln_store *st,
+				      const char *wf_id,
+				      const struct kiln_claimer *who,
+				      json_t **claims, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
 /*
  * Records the end of a RUNNING step's attempt task_id: result (borrowed)
  * when the step succeeded (NULL when it failed: end->error is then its
  * error_message).  A failed step fails its workflow (if not already
  * terminal).  KILN_ECONFLICT if the step is no longer RUNNING that attempt
- * (cancelled, reset).  *wf_id_out (37 bytes) receives the workflow id.
+ * (cancelled, reset).  With claims (not NULL), a success also advances the
+ * workflow in the same transaction: *claims receives the claims (for who,
+ * or READY uuids when who is NULL) of the steps it lets run, or stays NULL.
  */
 enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 				    const char *step_uuid, const char *task_id,
 				    const json_t *result,
 				    const struct kiln_attempt_end *end,
-				    char wf_id_out[KILN_UUID_LEN],
-				    struct kiln_err *err) KILN_WARN_UNUSED;
+				    const struct kiln_claimer *who,
+				    json_t **claims, struct kiln_err *err)
+	KILN_WARN_UNUSED;
 
 /* ---- attempts (store_attempts.c) ------------------------------------ */
 

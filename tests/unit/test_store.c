@@ -269,9 +269,9 @@ static void test_engine_cycle_to_completed(void **state)
 {
 	struct kiln_store *st = kiln_store_thread(NULL);
 	struct kiln_err err = {0};
+	struct kiln_claimer who = {"me", INT64_MAX};
 	char *id = insert(FASHION, "RUNNING", NULL);
-	char wf_id[KILN_UUID_LEN];
-	json_t *claim, *result, *wf, *ready = NULL;
+	json_t *claim, *result, *wf, *claims = NULL;
 
 	claim = advance_and_claim(id);
 	assert_string_equal(str(claim, "step_id"), "generate");
@@ -279,20 +279,28 @@ static void test_engine_cycle_to_completed(void **state)
 	assert_string_equal(str(wf, "current_step"), "generate");
 	json_decref(wf);
 	result = json_pack("{ss}", "result_image_path", "/x.png");
+	/* The success and the claim of what it lets run: one transaction. */
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), result,
-						&ok_end, wf_id, &err),
+						&ok_end, &who, &claims, &err),
 			 KILN_OK);
-	assert_string_equal(wf_id, id);
 	/* A late duplicate answer for the same attempt changes nothing. */
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), NULL,
-						END_FAILED("late"), wf_id, &err),
+						END_FAILED("late"), NULL, NULL,
+						&err),
 			 KILN_ECONFLICT);
 	json_decref(claim);
 
-	claim = advance_and_claim(id);
+	assert_int_equal(json_array_size(claims), 1);
+	claim = json_incref(json_array_get(claims, 0));
+	json_decref(claims);
 	assert_string_equal(str(claim, "step_id"), "refine");
+	assert_int_equal(json_integer_value(json_object_get(claim, "attempt")),
+			 1);
+	wf = get(id);
+	assert_string_equal(step_status(wf, 1), "RUNNING");
+	json_decref(wf);
 	/* The claim carries the results of completed steps for mappings. */
 	assert_string_equal(
 		str(json_object_get(json_object_get(claim, "results"),
@@ -301,12 +309,11 @@ static void test_engine_cycle_to_completed(void **state)
 		"/x.png");
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), result,
-						&ok_end, wf_id, &err),
+						&ok_end, &who, &claims, &err),
 			 KILN_OK);
 	json_decref(claim);
-	assert_int_equal(kiln_store_advance(st, id, &ready, &err), KILN_OK);
-	assert_int_equal(json_array_size(ready), 0);
-	json_decref(ready);
+	assert_int_equal(json_array_size(claims), 0);
+	json_decref(claims);
 	wf = get(id);
 	assert_string_equal(str(wf, "status"), "COMPLETED");
 	assert_int_equal(
@@ -315,6 +322,14 @@ static void test_engine_cycle_to_completed(void **state)
 	assert_string_equal(str(json_object_get(wf, "final_step_result"),
 				"result_image_path"),
 			    "/x.png");
+	assert_string_equal(str(json_array_get(json_object_get(
+					json_array_get(json_object_get(wf,
+								       "steps"),
+						       1),
+					"attempts"),
+				0),
+				"outcome"),
+			    "succeeded");
 	json_decref(wf);
 	json_decref(result);
 	free(id);
@@ -325,19 +340,18 @@ static void test_failure_then_resume(void **state)
 	struct kiln_store *st = kiln_store_thread(NULL);
 	struct kiln_err err = {0};
 	char *id = insert(FASHION, "RUNNING", NULL);
-	char wf_id[KILN_UUID_LEN];
 	json_t *claim, *wf, *ok = json_pack("{ss}", "result_image_path", "p");
 
 	claim = advance_and_claim(id);
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), ok,
-						&ok_end, wf_id, &err),
+						&ok_end, NULL, NULL, &err),
 			 KILN_OK);
 	json_decref(claim);
 	claim = advance_and_claim(id);
 	assert_int_equal(kiln_store_finish_step(st, str(claim, "uuid"),
 						str(claim, "task_id"), NULL,
-						END_FAILED("HTTP 500"), wf_id, &err),
+						END_FAILED("HTTP 500"), NULL, NULL, &err),
 			 KILN_OK);
 	json_decref(claim);
 	wf = get(id);
