@@ -110,6 +110,10 @@ static enum kiln_rc store_open(const char *path, struct kiln_store **out,
 	rc = sqlite3_exec(st->db,
 			  "PRAGMA journal_mode=WAL;"
 			  "PRAGMA synchronous=NORMAL;"
+			  /* 1 MiB of page cache per connection (default 2):
+			   * one connection per thread, and the OS caches the
+			   * file anyway. */
+			  "PRAGMA cache_size=-1024;"
 			  "PRAGMA foreign_keys=ON;",
 			  NULL, NULL, &errmsg);
 	if (rc == SQLITE_OK && background_checkpoints)
