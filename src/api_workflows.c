@@ -104,7 +104,8 @@ static int tenant_or_reply(struct kiln_req *req, json_t *wf,
 void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 {
 	json_t *detail = json_array();
-	json_t *body = NULL, *wf = NULL;
+	json_t *body = NULL, *wf = NULL, *claims = NULL, *created = NULL;
+	struct kiln_claimer who;
 	struct kiln_err err = {0};
 	struct kiln_store *st;
 	char id[KILN_UUID_LEN];
@@ -130,13 +131,14 @@ void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 	json_object_set_new(wf, "id", json_string(id));
 	json_object_set_new(wf, "status",
 			    json_string(start ? "RUNNING" : "PENDING"));
-	if (kiln_store_insert_workflow(st, wf, &err) != KILN_OK) {
+	who = kiln_engine_claimer(req->app->engine);
+	if (kiln_store_insert_workflow(st, wf, &who, &claims, &created,
+				       &err) != KILN_OK) {
 		kiln_reply_error(resp, &err);
 		goto out;
 	}
-	if (start)
-		kiln_engine_kick(req->app->engine, id);
-	reply_workflow(st, req, id, MHD_HTTP_CREATED, resp);
+	kiln_engine_start_claimed(req->app->engine, claims);
+	kiln_reply_json(resp, MHD_HTTP_CREATED, created);
 out:
 	json_decref(detail);
 	json_decref(body);

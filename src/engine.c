@@ -158,7 +158,7 @@ void kiln_engine_kick(struct kiln_engine *e, const char *wf_id)
 	submit_id_job(e, advance_job, wf_id);
 }
 
-static struct kiln_claimer claimer(struct kiln_engine *e)
+struct kiln_claimer kiln_engine_claimer(struct kiln_engine *e)
 {
 	struct kiln_claimer who = {e->node_id, kiln_now_ms() + STEP_LEASE_MS};
 
@@ -166,7 +166,7 @@ static struct kiln_claimer claimer(struct kiln_engine *e)
 }
 
 /* Runs each claimed step (claims: an owned array, may be NULL). */
-static void start_claimed(struct kiln_engine *e, json_t *claims)
+void kiln_engine_start_claimed(struct kiln_engine *e, json_t *claims)
 {
 	json_t *claim;
 	struct run *r;
@@ -184,7 +184,7 @@ static void start_claimed(struct kiln_engine *e, json_t *claims)
 static void advance_job(void *arg)
 {
 	struct id_job *j = arg;
-	struct kiln_claimer who = claimer(j->engine);
+	struct kiln_claimer who = kiln_engine_claimer(j->engine);
 	struct kiln_err err = {0};
 	struct kiln_store *st = store();
 	json_t *claims = NULL;
@@ -198,7 +198,7 @@ static void advance_job(void *arg)
 		free(j);
 		return;
 	}
-	start_claimed(j->engine, claims);
+	kiln_engine_start_claimed(j->engine, claims);
 	free(j);
 }
 
@@ -277,7 +277,7 @@ static void queue_run(struct run *r, kiln_job_fn fn)
 static void finish(struct run *r, const json_t *result,
 		   const struct kiln_attempt_end *end)
 {
-	struct kiln_claimer who = claimer(r->e);
+	struct kiln_claimer who = kiln_engine_claimer(r->e);
 	struct kiln_err err = {0};
 	struct kiln_store *st = store();
 	json_t *claims = NULL;
@@ -300,7 +300,7 @@ static void finish(struct run *r, const json_t *result,
 	}
 	kiln_log(KILN_LOG_DEBUG, "step %s %s", r->uuid,
 		 result ? "completed" : "failed");
-	start_claimed(r->e, claims);
+	kiln_engine_start_claimed(r->e, claims);
 }
 
 static void finish_failed(struct run *r, const char *outcome,

@@ -178,7 +178,7 @@ static enum kiln_rc claim_locked(struct kiln_store *st,
  * dependencies are COMPLETED as READY.  Appends the uuids of all READY
  * steps to ready, or, with who, claims them and appends their claims.
  */
-static enum kiln_rc advance_locked(struct kiln_store *st, const char *wf_id,
+enum kiln_rc kiln_store_advance_locked(struct kiln_store *st, const char *wf_id,
 				   const struct kiln_claimer *who,
 				   json_t *out, struct kiln_err *err)
 {
@@ -231,7 +231,7 @@ static enum kiln_rc advance_tx(struct kiln_store *st, const char *wf_id,
 
 	rc = kiln_store_begin(st, err);
 	if (rc == KILN_OK) {
-		rc = advance_locked(st, wf_id, who, list, err);
+		rc = kiln_store_advance_locked(st, wf_id, who, list, err);
 		if (rc == KILN_OK || rc == KILN_ENOTFOUND) {
 			enum kiln_rc crc = kiln_store_commit(st, err);
 
@@ -535,7 +535,7 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		/* What the result lets run, in the same transaction. */
 		if (rc == KILN_OK && claims != NULL) {
 			*claims = json_array();
-			rc = advance_locked(st, wf_id, who, *claims, err);
+			rc = kiln_store_advance_locked(st, wf_id, who, *claims, err);
 		}
 	} else {
 		s = kiln_store_stmt(st, sql_fail, err);

@@ -308,7 +308,10 @@ static enum kiln_rc insert_step(struct kiln_store *st, const char *wf_id,
 }
 
 enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
-					const json_t *wf, struct kiln_err *err)
+					const json_t *wf,
+					const struct kiln_claimer *who,
+					json_t **claims, json_t **rendered,
+					struct kiln_err *err)
 {
 	const char *id = json_string_value(json_object_get(wf, "id"));
 	const char *status = json_string_value(json_object_get(wf, "status"));
@@ -320,6 +323,10 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 	size_t i;
 	int src;
 
+	if (claims != NULL)
+		*claims = NULL;
+	if (rendered != NULL)
+		*rendered = NULL;
 	rc = kiln_store_begin(st, err);
 	if (rc != KILN_OK)
 		return rc;
@@ -357,9 +364,32 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		if (rc != KILN_OK)
 			goto fail;
 	}
-	return kiln_store_commit(st, err);
+	/* The first steps are claimed, and the answer rendered, in the
+	 * same transaction: one commit per created workflow. */
+	if (claims != NULL && who != NULL && strcmp(status, "RUNNING") == 0) {
+		*claims = json_array();
+		rc = kiln_store_advance_locked(st, id, who, *claims, err);
+		if (rc != KILN_OK)
+			goto fail;
+	}
+	if (rendered != NULL) {
+		rc = get_workflow_locked(st, id, NULL, rendered, err);
+		if (rc != KILN_OK)
+			goto fail;
+	}
+	rc = kiln_store_commit(st, err);
+	if (rc == KILN_OK)
+		return KILN_OK;
 fail:
 	kiln_store_rollback(st);
+	if (claims != NULL) {
+		json_decref(*claims);
+		*claims = NULL;
+	}
+	if (rendered != NULL) {
+		json_decref(*rendered);
+		*rendered = NULL;
+	}
 	return rc;
 }
 

@@ -12,6 +12,7 @@
 
 #include "kiln/common.h"
 #include "kiln/config.h"
+#include "kiln/store.h"
 
 struct kiln_engine;
 
@@ -21,6 +22,12 @@ struct kiln_engine;
 enum kiln_rc kiln_engine_start(const struct kiln_config *cfg,
 			       struct kiln_engine **out, struct kiln_err *err)
 	KILN_WARN_UNUSED;
+
+/* Who claims steps for this engine (its node id, a lease from now). */
+struct kiln_claimer kiln_engine_claimer(struct kiln_engine *e);
+/* Runs steps already claimed for kiln_engine_claimer (claims: an array
+ * from the store, stolen; NULL is fine). */
+void kiln_engine_start_claimed(struct kiln_engine *e, json_t *claims);
 
 /* Asks the engine to look at workflow wf_id again (cheap; asynchronous). */
 void kiln_engine_kick(struct kiln_engine *e, const char *wf_id);

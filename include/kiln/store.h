@@ -59,15 +59,26 @@ struct kiln_scope {
 	const char *tenant; /* borrowed; NULL = all tenants */
 };
 
+/* Who claims steps, and until when its lease runs. */
+struct kiln_claimer {
+	const char *owner;
+	int64_t lease_until_ms;
+};
+
 /*
  * Inserts a workflow and its steps in one transaction.  wf is a validated
  * CreateWorkflow-like object completed by the caller with "id", "status",
  * "final_step_id", and per step "uuid", "provider", "max_retries".
- * Times are now.  Returns KILN_OK once committed.
+ * Times are now.  In the same transaction, a RUNNING workflow's first
+ * steps are claimed for who (*claims, when claims and who are not NULL)
+ * and the WorkflowPublic is rendered (*rendered, when not NULL); both are
+ * owned by the caller.  Returns KILN_OK once committed.
  */
 enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
-					const json_t *wf, struct kiln_err *err)
-	KILN_WARN_UNUSED;
+					const json_t *wf,
+					const struct kiln_claimer *who,
+					json_t **claims, json_t **rendered,
+					struct kiln_err *err) KILN_WARN_UNUSED;
 
 /* Renders the workflow as WorkflowPublic into *out (owned by the caller).
  * KILN_ENOTFOUND if absent or outside scope. */
@@ -166,12 +177,6 @@ struct kiln_attempt_end {
 	const char *error;   /* NULL on success */
 };
 
-/* Who claims steps, and until when its lease runs. */
-struct kiln_claimer {
-	const char *owner;
-	int64_t lease_until_ms;
-};
-
 /* kiln_store_advance, claiming each READY step for who in the same
  * transaction: *claims receives their claims (see kiln_store_claim_step). */
 enum kiln_rc kiln_store_advance_claim(struct kiln_store *st,
@@ -266,6 +271,13 @@ void kiln_store_rollback(struct kiln_store *st);
  * copying sqlite3_errmsg into err. */
 enum kiln_rc kiln_store_fail(struct kiln_store *st, int src,
 			     struct kiln_err *err);
+/* kiln_store_advance(_claim) inside the caller's transaction: appends
+ * READY uuids (who NULL) or claims to out. */
+enum kiln_rc kiln_store_advance_locked(struct kiln_store *st,
+				       const char *wf_id,
+				       const struct kiln_claimer *who,
+				       json_t *out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
 /* Loads a step as kiln_store_claim_step describes, inside the caller's
  * transaction. */
 enum kiln_rc kiln_store_load_claim(struct kiln_store *st,

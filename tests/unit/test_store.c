@@ -75,7 +75,7 @@ static char *insert(const char *body_text, const char *status,
 		json_object_set_new(wf, "origin_tenant_id",
 				    json_string(tenant));
 	assert_int_equal(kiln_store_insert_workflow(kiln_store_thread(NULL),
-						    wf, &err),
+						    wf, NULL, NULL, NULL, &err),
 			 KILN_OK);
 	json_decref(wf);
 	json_decref(body);
@@ -503,6 +503,42 @@ static void test_soft_delete(void **state)
 	free(id);
 }
 
+/* Create claims the first steps and renders the answer in its own
+ * transaction. */
+static void test_insert_claims_and_renders(void **state)
+{
+	struct kiln_err err = {0};
+	struct kiln_claimer who = {"me", INT64_MAX};
+	json_t *detail = json_array();
+	json_t *body = json_loads(FASHION, 0, NULL);
+	json_t *wf, *claims = NULL, *rendered = NULL, *steps;
+	char id[KILN_UUID_LEN];
+
+	(void)state;
+	wf = kiln_workflow_validate_create(body, &cfg, detail);
+	assert_non_null(wf);
+	kiln_uuid_new(id);
+	json_object_set_new(wf, "id", json_string(id));
+	json_object_set_new(wf, "status", json_string("RUNNING"));
+	assert_int_equal(kiln_store_insert_workflow(kiln_store_thread(NULL),
+						    wf, &who, &claims,
+						    &rendered, &err),
+			 KILN_OK);
+	assert_int_equal(json_array_size(claims), 1);
+	assert_string_equal(str(json_array_get(claims, 0), "step_id"),
+			    "generate");
+	assert_string_equal(str(rendered, "id"), id);
+	assert_string_equal(str(rendered, "status"), "RUNNING");
+	steps = json_object_get(rendered, "steps");
+	assert_string_equal(str(json_array_get(steps, 0), "status"), "RUNNING");
+	assert_string_equal(str(json_array_get(steps, 1), "status"), "PENDING");
+	json_decref(claims);
+	json_decref(rendered);
+	json_decref(wf);
+	json_decref(body);
+	json_decref(detail);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -520,6 +556,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_soft_delete, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_insert_claims_and_renders,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
