@@ -273,6 +273,29 @@ enum kiln_rc kiln_store_advance_claim(struct kiln_store *st,
 	" 'finished_at', NULL, 'outcome', 'running', 'http_status', NULL,"    \
 	" 'error', NULL, 'job_id', NULL))"
 
+static const struct kiln_col_spec CLAIM_ROW[] = {
+	{"workflow_id", 0, KILN_COL_TEXT},
+	{"step_id", 1, KILN_COL_TEXT},
+	{"task_type", 2, KILN_COL_TEXT},
+	{"provider", 3, KILN_COL_TEXT},
+	{"config", 4, KILN_COL_JSON},
+	{"input_mappings", 5, KILN_COL_JSON},
+	{"retry_count", 6, KILN_COL_INT},
+	{"max_retries", 7, KILN_COL_INT},
+	{"task_id", 8, KILN_COL_TEXT},
+	{"current_provider", 9, KILN_COL_TEXT},
+	{"on_fallback", 10, KILN_COL_BOOL},
+	{"provider_retries", 11, KILN_COL_INT},
+	{"provider_config", 12, KILN_COL_JSON},
+	{"fallback_provider_type", 13, KILN_COL_TEXT},
+	{"fallback_provider_config", 14, KILN_COL_JSON},
+	{"job", 15, KILN_COL_JSON},
+	{"next_attempt_at", 16, KILN_COL_INT},
+	{"first_started_at", 17, KILN_COL_INT},
+	{"attempt", 18, KILN_COL_INT},
+	{"last_outcome", 19, KILN_COL_TEXT},
+};
+
 enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 				   const char *step_uuid, json_t **claim_out,
 				   struct kiln_err *err)
@@ -307,28 +330,8 @@ enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 	}
 	claim = json_object();
 	json_object_set_new(claim, "uuid", json_string(step_uuid));
-	json_object_set_new(claim, "workflow_id", kiln_col_text(s, 0));
-	json_object_set_new(claim, "step_id", kiln_col_text(s, 1));
-	json_object_set_new(claim, "task_type", kiln_col_text(s, 2));
-	json_object_set_new(claim, "provider", kiln_col_text(s, 3));
-	json_object_set_new(claim, "config", kiln_col_json(s, 4));
-	json_object_set_new(claim, "input_mappings", kiln_col_json(s, 5));
-	json_object_set_new(claim, "retry_count", kiln_col_int(s, 6));
-	json_object_set_new(claim, "max_retries", kiln_col_int(s, 7));
-	json_object_set_new(claim, "task_id", kiln_col_text(s, 8));
-	json_object_set_new(claim, "current_provider", kiln_col_text(s, 9));
-	json_object_set_new(claim, "on_fallback", kiln_col_bool(s, 10));
-	json_object_set_new(claim, "provider_retries", kiln_col_int(s, 11));
-	json_object_set_new(claim, "provider_config", kiln_col_json(s, 12));
-	json_object_set_new(claim, "fallback_provider_type",
-			    kiln_col_text(s, 13));
-	json_object_set_new(claim, "fallback_provider_config",
-			    kiln_col_json(s, 14));
-	json_object_set_new(claim, "job", kiln_col_json(s, 15));
-	json_object_set_new(claim, "next_attempt_at", kiln_col_int(s, 16));
-	json_object_set_new(claim, "first_started_at", kiln_col_int(s, 17));
-	json_object_set_new(claim, "attempt", kiln_col_int(s, 18));
-	json_object_set_new(claim, "last_outcome", kiln_col_text(s, 19));
+	kiln_row_set(claim, s, CLAIM_ROW,
+		     sizeof(CLAIM_ROW) / sizeof(CLAIM_ROW[0]));
 	sqlite3_reset(s);
 
 	s = kiln_store_stmt(st, sql_results, err);

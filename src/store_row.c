@@ -83,3 +83,24 @@ void kiln_bind_cstr(sqlite3_stmt *s, int i, const char *v)
 	else
 		sqlite3_bind_null(s, i);
 }
+
+void kiln_row_set(json_t *o, sqlite3_stmt *s,
+		  const struct kiln_col_spec *spec, size_t n)
+{
+	size_t i;
+	json_t *v;
+
+	for (i = 0; i < n; i++) {
+		switch (spec[i].kind) {
+		case KILN_COL_TEXT: v = kiln_col_text(s, spec[i].col); break;
+		case KILN_COL_JSON: v = kiln_col_json(s, spec[i].col); break;
+		case KILN_COL_TIME: v = kiln_col_time(s, spec[i].col); break;
+		case KILN_COL_BOOL: v = kiln_col_bool(s, spec[i].col); break;
+		case KILN_COL_INT: v = kiln_col_int(s, spec[i].col); break;
+		case KILN_PLACE_ZERO: v = json_real(0); break;
+		case KILN_PLACE_NULL:
+		default: v = json_null(); break;
+		}
+		json_object_set_new(o, spec[i].key, v);
+	}
+}

@@ -74,38 +74,39 @@ static const char SQL_STATUS[] =
 
 /* ---- rendering ------------------------------------------------------- */
 
+static const struct kiln_col_spec STEP_ROW[] = {
+	{"id", 0, KILN_COL_TEXT},
+	{"step_id", 1, KILN_COL_TEXT},
+	{"task_type", 2, KILN_COL_TEXT},
+	{"provider", 3, KILN_COL_TEXT},
+	{"config", 4, KILN_COL_JSON},
+	{"provider_config", 5, KILN_COL_JSON},
+	{"active_provider_capabilities", 6, KILN_COL_JSON},
+	{"fallback_provider_type", 7, KILN_COL_TEXT},
+	{"fallback_provider_config", 8, KILN_COL_JSON},
+	{"fallback_provider_capabilities", 9, KILN_COL_JSON},
+	{"dependencies", 10, KILN_COL_JSON},
+	{"input_mappings", 11, KILN_COL_JSON},
+	{"status", 12, KILN_COL_TEXT},
+	{"task_id", 13, KILN_COL_TEXT},
+	{"result", 14, KILN_COL_JSON},
+	{"error_message", 15, KILN_COL_TEXT},
+	{"started_at", 16, KILN_COL_TIME},
+	{"completed_at", 17, KILN_COL_TIME},
+	{"retry_count", 18, KILN_COL_INT},
+	{"max_retries", 19, KILN_COL_INT},
+	{"created_at", 20, KILN_COL_TIME},
+	{"updated_at", 21, KILN_COL_TIME},
+	{"attempts", 22, KILN_COL_JSON},
+	{"provider_used", 23, KILN_COL_TEXT},
+	{"provider_job_id", 24, KILN_COL_TEXT},
+};
+
 static json_t *render_step(sqlite3_stmt *s)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "id", kiln_col_text(s, 0));
-	json_object_set_new(o, "step_id", kiln_col_text(s, 1));
-	json_object_set_new(o, "task_type", kiln_col_text(s, 2));
-	json_object_set_new(o, "provider", kiln_col_text(s, 3));
-	json_object_set_new(o, "config", kiln_col_json(s, 4));
-	json_object_set_new(o, "provider_config", kiln_col_json(s, 5));
-	json_object_set_new(o, "active_provider_capabilities",
-			    kiln_col_json(s, 6));
-	json_object_set_new(o, "fallback_provider_type", kiln_col_text(s, 7));
-	json_object_set_new(o, "fallback_provider_config",
-			    kiln_col_json(s, 8));
-	json_object_set_new(o, "fallback_provider_capabilities",
-			    kiln_col_json(s, 9));
-	json_object_set_new(o, "dependencies", kiln_col_json(s, 10));
-	json_object_set_new(o, "input_mappings", kiln_col_json(s, 11));
-	json_object_set_new(o, "status", kiln_col_text(s, 12));
-	json_object_set_new(o, "task_id", kiln_col_text(s, 13));
-	json_object_set_new(o, "result", kiln_col_json(s, 14));
-	json_object_set_new(o, "error_message", kiln_col_text(s, 15));
-	json_object_set_new(o, "started_at", kiln_col_time(s, 16));
-	json_object_set_new(o, "completed_at", kiln_col_time(s, 17));
-	json_object_set_new(o, "retry_count", kiln_col_int(s, 18));
-	json_object_set_new(o, "max_retries", kiln_col_int(s, 19));
-	json_object_set_new(o, "created_at", kiln_col_time(s, 20));
-	json_object_set_new(o, "updated_at", kiln_col_time(s, 21));
-	json_object_set_new(o, "attempts", kiln_col_json(s, 22));
-	json_object_set_new(o, "provider_used", kiln_col_text(s, 23));
-	json_object_set_new(o, "provider_job_id", kiln_col_text(s, 24));
+	kiln_row_set(o, s, STEP_ROW, sizeof(STEP_ROW) / sizeof(STEP_ROW[0]));
 	return o;
 }
 
@@ -170,37 +171,40 @@ static enum kiln_rc render_steps(struct kiln_store *st, json_t *wf,
 	return KILN_OK;
 }
 
+static const struct kiln_col_spec WF_ROW[] = {
+	{"id", 0, KILN_COL_TEXT},
+	{"name", 1, KILN_COL_TEXT},
+	{"description", 2, KILN_COL_TEXT},
+	{"status", 3, KILN_COL_TEXT},
+	{"total_steps", 14, KILN_COL_INT},
+	{"completed_steps", 15, KILN_COL_INT},
+	{"progress", -1, KILN_PLACE_ZERO},
+	{"current_step", -1, KILN_PLACE_NULL},
+	{"final_step_id", 16, KILN_COL_TEXT},
+	{"final_step_result", -1, KILN_PLACE_NULL},
+	{"canvas_task_id", 11, KILN_COL_TEXT},
+	{"config", 4, KILN_COL_JSON},
+	{"suppress_subtask_events", 5, KILN_COL_BOOL},
+	{"origin_instance", 6, KILN_COL_TEXT},
+	{"origin_zone", 7, KILN_COL_TEXT},
+	{"origin_tenant_id", 8, KILN_COL_TEXT},
+	{"origin_reference", 9, KILN_COL_TEXT},
+	{"webhook_url", 10, KILN_COL_TEXT},
+	{"error_message", 12, KILN_COL_TEXT},
+	{"errors", 13, KILN_COL_JSON},
+	{"started_at", 17, KILN_COL_TIME},
+	{"completed_at", 18, KILN_COL_TIME},
+	{"created_at", 19, KILN_COL_TIME},
+	{"updated_at", 20, KILN_COL_TIME},
+	{"is_deleted", 21, KILN_COL_BOOL},
+	{"deleted_at", 22, KILN_COL_TIME},
+};
+
 static json_t *render_workflow_row(sqlite3_stmt *s)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "id", kiln_col_text(s, 0));
-	json_object_set_new(o, "name", kiln_col_text(s, 1));
-	json_object_set_new(o, "description", kiln_col_text(s, 2));
-	json_object_set_new(o, "status", kiln_col_text(s, 3));
-	json_object_set_new(o, "total_steps", kiln_col_int(s, 14));
-	json_object_set_new(o, "completed_steps", kiln_col_int(s, 15));
-	json_object_set_new(o, "progress", json_real(0));
-	json_object_set_new(o, "current_step", json_null());
-	json_object_set_new(o, "final_step_id", kiln_col_text(s, 16));
-	json_object_set_new(o, "final_step_result", json_null());
-	json_object_set_new(o, "canvas_task_id", kiln_col_text(s, 11));
-	json_object_set_new(o, "config", kiln_col_json(s, 4));
-	json_object_set_new(o, "suppress_subtask_events",
-			    kiln_col_bool(s, 5));
-	json_object_set_new(o, "origin_instance", kiln_col_text(s, 6));
-	json_object_set_new(o, "origin_zone", kiln_col_text(s, 7));
-	json_object_set_new(o, "origin_tenant_id", kiln_col_text(s, 8));
-	json_object_set_new(o, "origin_reference", kiln_col_text(s, 9));
-	json_object_set_new(o, "webhook_url", kiln_col_text(s, 10));
-	json_object_set_new(o, "error_message", kiln_col_text(s, 12));
-	json_object_set_new(o, "errors", kiln_col_json(s, 13));
-	json_object_set_new(o, "started_at", kiln_col_time(s, 17));
-	json_object_set_new(o, "completed_at", kiln_col_time(s, 18));
-	json_object_set_new(o, "created_at", kiln_col_time(s, 19));
-	json_object_set_new(o, "updated_at", kiln_col_time(s, 20));
-	json_object_set_new(o, "is_deleted", kiln_col_bool(s, 21));
-	json_object_set_new(o, "deleted_at", kiln_col_time(s, 22));
+	kiln_row_set(o, s, WF_ROW, sizeof(WF_ROW) / sizeof(WF_ROW[0]));
 	return o;
 }
 
