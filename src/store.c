@@ -290,6 +290,20 @@ enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 	return rc;
 }
 
+enum kiln_rc kiln_store_begin_with(struct kiln_store *st, const char *sql,
+				   sqlite3_stmt **s, struct kiln_err *err)
+{
+	enum kiln_rc rc = kiln_store_begin(st, err);
+
+	if (rc != KILN_OK)
+		return rc;
+	*s = kiln_store_stmt(st, sql, err);
+	if (*s != NULL)
+		return KILN_OK;
+	kiln_store_rollback(st);
+	return err ? err->code : KILN_EIO;
+}
+
 enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
 {
 	enum kiln_rc rc = exec_simple(st, "COMMIT", err);

@@ -150,14 +150,9 @@ enum kiln_rc kiln_store_take_over(struct kiln_store *st,
 	sqlite3_stmt *s;
 	enum kiln_rc rc;
 
-	rc = kiln_store_begin(st, err);
+	rc = kiln_store_begin_with(st, sql, &s, err);
 	if (rc != KILN_OK)
 		return rc;
-	s = kiln_store_stmt(st, sql, err);
-	if (s == NULL) {
-		rc = err ? err->code : KILN_EIO;
-		goto fail;
-	}
 	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, owner, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, lease_until_ms);
@@ -221,14 +216,9 @@ enum kiln_rc kiln_store_renew_leases(struct kiln_store *st,
 
 	if (json_array_size(uuids) == 0)
 		return KILN_OK;
-	rc = kiln_store_begin(st, err);
+	rc = kiln_store_begin_with(st, sql, &s, err);
 	if (rc != KILN_OK)
 		return rc;
-	s = kiln_store_stmt(st, sql, err);
-	if (s == NULL) {
-		kiln_store_rollback(st);
-		return err ? err->code : KILN_EIO;
-	}
 	sqlite3_bind_text(s, 1, owner, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 2, lease_until_ms);
 	kiln_bind_json(s, 3, uuids, NULL);

@@ -490,14 +490,9 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		error_message = "failed";
 	if (claims != NULL)
 		*claims = NULL;
-	rc = kiln_store_begin(st, err);
+	rc = kiln_store_begin_with(st, sql_finish, &s, err);
 	if (rc != KILN_OK)
 		return rc;
-	s = kiln_store_stmt(st, sql_finish, err);
-	if (s == NULL) {
-		rc = err ? err->code : KILN_EIO;
-		goto fail;
-	}
 	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, task_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, ok ? "COMPLETED" : "FAILED", -1,

@@ -331,14 +331,9 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		*claims = NULL;
 	if (rendered != NULL)
 		*rendered = NULL;
-	rc = kiln_store_begin(st, err);
+	rc = kiln_store_begin_with(st, SQL_INSERT_WF, &s, err);
 	if (rc != KILN_OK)
 		return rc;
-	s = kiln_store_stmt(st, SQL_INSERT_WF, err);
-	if (s == NULL) {
-		rc = err ? err->code : KILN_EIO;
-		goto fail;
-	}
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
 	kiln_bind_str(s, 2, json_object_get(wf, "name"));
 	kiln_bind_str(s, 3, json_object_get(wf, "description"));
@@ -491,14 +486,9 @@ enum kiln_rc kiln_store_patch_workflow(struct kiln_store *st, const char *id,
 	enum kiln_rc rc;
 	int src;
 
-	rc = kiln_store_begin(st, err);
+	rc = kiln_store_begin_with(st, sql, &s, err);
 	if (rc != KILN_OK)
 		return rc;
-	s = kiln_store_stmt(st, sql, err);
-	if (s == NULL) {
-		kiln_store_rollback(st);
-		return err ? err->code : KILN_EIO;
-	}
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
 	kiln_bind_cstr(s, 2, scope ? scope->tenant : NULL);
 	sqlite3_bind_int(s, 3, json_is_string(name));

@@ -266,6 +266,11 @@ enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 	KILN_WARN_UNUSED;
 enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
 	KILN_WARN_UNUSED;
+/* kiln_store_begin, then *s = the cached statement for sql; on failure
+ * nothing is left open. */
+enum kiln_rc kiln_store_begin_with(struct kiln_store *st, const char *sql,
+				   sqlite3_stmt **s, struct kiln_err *err)
+	KILN_WARN_UNUSED;
 void kiln_store_rollback(struct kiln_store *st);
 /* Maps an sqlite result code to KILN_EBUSY (busy/locked/full) or KILN_EIO,
  * copying sqlite3_errmsg into err. */
