@@ -23,7 +23,8 @@ import itertools
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import localserver
 
 
 class FakeProvider:
@@ -41,25 +42,7 @@ class FakeProvider:
         self._closing = threading.Event()
         provider = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt, *args):
-                pass
-
-            def do_POST(self):
-                provider._handle(self)
-
-            do_GET = do_POST
-            do_PUT = do_POST
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
+        self.server, self.port = localserver.serve(provider._handle)
 
     # ---------------------------------------------------------------- API
     def url(self, path):
@@ -114,7 +97,7 @@ class FakeProvider:
 
     # ---------------------------------------------------------------- serve
     def _handle(self, h):
-        raw = self._read_body(h)
+        raw = localserver.read_body(h)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -133,19 +116,6 @@ class FakeProvider:
             self._behave(h, behaviour, body, rec)
         except (BrokenPipeError, ConnectionResetError):
             pass
-
-    def _read_body(self, h):
-        if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
-            data = b""
-            while True:
-                size = int(h.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    h.rfile.readline()
-                    return data
-                data += h.rfile.read(size)
-                h.rfile.readline()
-        n = int(h.headers.get("Content-Length") or 0)
-        return h.rfile.read(n) if n else b""
 
     def _answer(self, h, rec, status, ctype, payload):
         data = payload if isinstance(payload, bytes) else payload.encode()

@@ -59,32 +59,17 @@ import itertools
 import json
 import random
 import string
-import struct
 import threading
 import time
 import traceback
 import urllib.parse
 import uuid
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import localserver
+from localserver import png_bytes
 
 
 # ------------------------------------------------------------------ files
-
-def png_bytes(seed):
-    """A valid 8x8 RGB PNG whose colour (hence bytes) depends on seed."""
-    rnd = random.Random(seed)
-    pixel = bytes(rnd.randrange(256) for _ in range(3))
-    raw = b"".join(b"\x00" + pixel * 8 for _ in range(8))
-
-    def chunk(tag, data):
-        return (struct.pack(">I", len(data)) + tag + data +
-                struct.pack(">I", zlib.crc32(tag + data) & 0xffffffff))
-
-    return (b"\x89PNG\r\n\x1a\n" +
-            chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)) +
-            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
@@ -94,18 +79,6 @@ def _now_iso():
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + \
         ".%06dZ" % int((t % 1) * 1e6)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        """Quiet when a client drops its keep-alive connection (kilnd
-        stopping); anything else is printed as usual."""
-        import sys
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Reply(Exception):
@@ -188,23 +161,7 @@ class FakeService:
         self._counter = itertools.count(1)
         service = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt, *args):
-                pass
-
-            def _any(self):
-                service._handle(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
+        self.server, self.port = localserver.serve(service._handle)
 
     # ---------------------------------------------------------------- API
     @property
@@ -284,7 +241,7 @@ class FakeService:
     def new_file(self, job, name, seed=None):
         """Registers a PNG for job under /files/<name>.png; returns its
         URL."""
-        data = png_bytes(seed if seed is not None else
+        data = png_bytes(seed=seed if seed is not None else
                          "%s/%s" % (job.id, name))
         path = "/files/%s.png" % name
         with self._lock:
@@ -318,7 +275,7 @@ class FakeService:
 
     # ------------------------------------------------------------- serve
     def _handle(self, h):
-        raw = self._read_body(h)
+        raw = localserver.read_body(h)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -366,19 +323,6 @@ class FakeService:
         if f is None or rec["method"] != "GET":
             raise _Reply(404, b"no such file", "text/plain")
         raise _Reply(200, f[0], f[1])
-
-    def _read_body(self, h):
-        if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
-            data = b""
-            while True:
-                size = int(h.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    h.rfile.readline()
-                    return data
-                data += h.rfile.read(size)
-                h.rfile.readline()
-        n = int(h.headers.get("Content-Length") or 0)
-        return h.rfile.read(n) if n else b""
 
     def _answer(self, h, rec, status, payload, ctype, headers=None):
         if isinstance(payload, (bytes, bytearray)):
@@ -943,7 +887,7 @@ class ComfyUIService(FakeService):
         raise _Reply(200, job.result_answer)
 
     def _add_view_file(self, job, fname):
-        data = png_bytes("%s/%s" % (job.id, fname))
+        data = png_bytes(seed="%s/%s" % (job.id, fname))
         with self._lock:
             self._files["/view/" + fname] = (data, "image/png")
         job.file_urls.append(self.url("/view?" + urllib.parse.urlencode(

@@ -38,25 +38,11 @@ import itertools
 import json
 import select
 import socket
-import struct
-import sys
 import threading
 import time
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # kilnd opens many connections at once; the default backlog of 5
-    # would delay some by a SYN retransmit (1 s and more)
-    request_queue_size = 512
-
-    def handle_error(self, request, client_address):
-        # a killed kilnd resets its connections: not worth a traceback
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
+import localserver
+from localserver import png_bytes  # noqa: F401 (tests import it here)
 
 
 class Reply:
@@ -86,28 +72,6 @@ class Reply:
                                   ", delay %.1fs" % self.delay_s
                                   if self.delay_s else "",
                                   ", hold" if self.hold else "")
-
-
-def png_bytes(width=4, height=4, seed=0, pad=0):
-    """A valid PNG of width x height RGB pixels (pixel values depend on
-    seed); pad adds an ancillary tEXt chunk of that many bytes to make the
-    file bigger."""
-    def chunk(kind, data):
-        c = struct.pack(">I", len(data)) + kind + data
-        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
-
-    rows = b""
-    for y in range(height):
-        rows += b"\x00" + bytes(((x * 7 + y * 13 + seed) % 256)
-                                for x in range(width * 3))
-    out = b"\x89PNG\r\n\x1a\n"
-    out += chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0,
-                                      0, 0))
-    if pad:
-        out += chunk(b"tEXt", b"Comment\x00" + b"k" * pad)
-    out += chunk(b"IDAT", zlib.compress(rows))
-    out += chunk(b"IEND", b"")
-    return out
 
 
 class Job:
@@ -199,23 +163,7 @@ class ScriptedProvider:
         self.max_total_inflight = 0
         provider = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt, *args):
-                pass
-
-            def handle_one(self):
-                provider._handle(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_one
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
+        self.server, self.port = localserver.serve(provider._handle)
 
     # ------------------------------------------------------------ set-up
     def url(self, path):
@@ -287,7 +235,7 @@ class ScriptedProvider:
 
     # ------------------------------------------------------------ serving
     def _handle(self, h):
-        raw = self._read_body(h)
+        raw = localserver.read_body(h)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -325,19 +273,6 @@ class ScriptedProvider:
                     rec["client_closed"] = time.monotonic()
         finally:
             leave()
-
-    def _read_body(self, h):
-        if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
-            data = b""
-            while True:
-                size = int(h.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    h.rfile.readline()
-                    return data
-                data += h.rfile.read(size)
-                h.rfile.readline()
-        n = int(h.headers.get("Content-Length") or 0)
-        return h.rfile.read(n) if n else b""
 
     def _peer_closed(self, h):
         """True when kilnd has closed the connection (EOF or reset)."""
