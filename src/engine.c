@@ -363,6 +363,24 @@ static json_t *resolve_input(struct run *r, struct kiln_err *err)
 	return input;
 }
 
+/* Drops what the input was resolved from (the workflow's earlier results
+ * among it) unless a fallback provider may still need it re-resolved with
+ * its own parameters: thousands of steps are in flight at once. */
+static void forget_sources(struct run *r)
+{
+	static const char *const sources[] = {
+		"config", "input_mappings", "results", "provider_config",
+		"fallback_provider_config",
+	};
+	size_t i;
+
+	if (!json_is_true(json_object_get(r->claim, "on_fallback")) &&
+	    json_is_string(json_object_get(r->claim, "fallback_provider_type")))
+		return;
+	for (i = 0; i < sizeof(sources) / sizeof(sources[0]); i++)
+		json_object_del(r->claim, sources[i]);
+}
+
 /* Binds r to its current provider and input; fails the step if it
  * cannot.  Returns 0 when the run can go on. */
 static int prepare(struct run *r)
@@ -378,11 +396,14 @@ static int prepare(struct run *r)
 		finish_failed(r, "permanent_error", 0, err.msg);
 		return -1;
 	}
-	json_decref(r->input);
-	r->input = resolve_input(r, &err);
-	if (r->input == NULL) {
-		finish_failed(r, "permanent_error", 0, err.msg);
-		return -1;
+	if (r->input == NULL || json_object_get(r->claim, "config") != NULL) {
+		json_decref(r->input);
+		r->input = resolve_input(r, &err);
+		if (r->input == NULL) {
+			finish_failed(r, "permanent_error", 0, err.msg);
+			return -1;
+		}
+		forget_sources(r);
 	}
 	first = claim_int(r, "first_started_at");
 	r->deadline_ms = r->p->ext->step_deadline_s > 0
