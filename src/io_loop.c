@@ -139,7 +139,7 @@ static struct transfer *queue_take(struct queue *q, uint64_t id)
 
 /* ---- Retry-After ------------------------------------------------------ */
 
-long kiln_parse_retry_after(const char *v, int64_t now_s)
+long kiln_parse_retry_after(const char *v, int64_t now_ms)
 {
 	const char *p;
 	long secs = 0;
@@ -160,7 +160,11 @@ long kiln_parse_retry_after(const char *v, int64_t now_s)
 	when = curl_getdate(v, NULL);
 	if (when == (time_t)-1)
 		return -1;
-	return when > now_s ? (long)(when - now_s) * 1000 : 0;
+	/* From now in ms, not in whole seconds: a date names a second's
+	 * start, and the retry should not land up to a second after it. */
+	return (int64_t)when * 1000 > now_ms
+		       ? (long)((int64_t)when * 1000 - now_ms)
+		       : 0;
 }
 
 /* ---- curl callbacks --------------------------------------------------- */
@@ -177,7 +181,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *p)
 		memcpy(value, data + sizeof(name) - 1, n - (sizeof(name) - 1));
 		value[n - (sizeof(name) - 1)] = '\0';
 		t->resp.retry_after_ms =
-			kiln_parse_retry_after(value, (int64_t)time(NULL));
+			kiln_parse_retry_after(value, kiln_now_ms());
 	}
 	return n;
 }

@@ -106,7 +106,7 @@ void kiln_io_free(struct kiln_io *io);
 void kiln_http_request_free(struct kiln_http_request *req);
 
 /* Parses a Retry-After value (delta seconds or an HTTP date) into ms from
- * now_s; -1 if it is neither. */
-long kiln_parse_retry_after(const char *value, int64_t now_s);
+ * now_ms (wall clock); -1 if it is neither. */
+long kiln_parse_retry_after(const char *value, int64_t now_ms);
 
 #endif

@@ -265,10 +265,14 @@ static void test_retry_after(void **state)
 	assert_int_equal(kiln_parse_retry_after("2x", 0), -1);
 	/* An HTTP date: 1994-11-06 08:49:37 GMT is 784111777. */
 	assert_int_equal(kiln_parse_retry_after(
-				 "Sun, 06 Nov 1994 08:49:37 GMT", 784111770),
+				 "Sun, 06 Nov 1994 08:49:37 GMT", 784111770000LL),
 			 7000);
+	/* Counted in ms: 0.25 s before the named second. */
 	assert_int_equal(kiln_parse_retry_after(
-				 "Sun, 06 Nov 1994 08:49:37 GMT", 784111800),
+				 "Sun, 06 Nov 1994 08:49:37 GMT", 784111776750LL),
+			 250);
+	assert_int_equal(kiln_parse_retry_after(
+				 "Sun, 06 Nov 1994 08:49:37 GMT", 784111800000LL),
 			 0);
 }
 
