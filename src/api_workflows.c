@@ -9,22 +9,10 @@
 #include <string.h>
 
 #include "kiln/artifacts.h"
-#include "kiln/json_spec.h"
-#include "kiln/workflow_validate.h"
 #include "kiln/http.h"
-
-/* The calling thread's store, or a 503 already in resp. */
-static struct kiln_store *store_or_reply(struct kiln_resp *resp)
-{
-	struct kiln_err err = {0};
-	struct kiln_store *st = kiln_store_thread(&err);
-
-	if (st == NULL) {
-		err.code = KILN_EBUSY;
-		kiln_reply_error(resp, &err);
-	}
-	return st;
-}
+#include "kiln/json_spec.h"
+#include "kiln/netcheck.h"
+#include "kiln/workflow_validate.h"
 
 /* Parses the JSON body; NULL with a 422 in resp when absent or invalid. */
 static json_t *body_or_reply(struct kiln_req *req, struct kiln_resp *resp)
@@ -80,6 +68,44 @@ static void reply_workflow(struct kiln_store *st, struct kiln_req *req,
 	kiln_reply_json(resp, status, wf);
 }
 
+/* 1 if detail already has an error at ["body", field]. */
+static int has_error_at(const json_t *detail, const char *field)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(detail, i, d) {
+		const char *at = json_string_value(
+			json_array_get(json_object_get(d, "loc"), 1));
+
+		if (at && strcmp(at, field) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* A webhook_url whose host is on a private network is refused (unless the
+ * config allows it): callbacks must not become a way into the network
+ * kilnd runs in.  Checked again at every connection (DNS rebinding). */
+static void check_webhook_target(struct kiln_req *req, const json_t *body,
+				 json_t *detail)
+{
+	const char *url = json_string_value(json_object_get(body,
+							    "webhook_url"));
+	struct kiln_err err = {0};
+	json_t *loc;
+
+	if (url == NULL || has_error_at(detail, "webhook_url") ||
+	    kiln_webhook_url_check(
+		    url, req->app->cfg->webhooks->allow_private_networks,
+		    &err) == KILN_OK)
+		return;
+	loc = json_pack("[ss]", "body", "webhook_url");
+	kiln_detail_add(detail, loc, "value_error", "Value error, %s",
+			err.msg);
+	json_decref(loc);
+}
+
 /* A tenant's token creates only for its own tenant. */
 static int tenant_or_reply(struct kiln_req *req, json_t *wf,
 			   struct kiln_resp *resp)
@@ -117,6 +143,7 @@ void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 	if (body == NULL)
 		goto out;
 	wf = kiln_workflow_validate_create(body, req->app->cfg, detail);
+	check_webhook_target(req, body, detail);
 	if (json_array_size(detail) > 0) {
 		kiln_reply_validation(resp, detail);
 		detail = NULL;
@@ -124,7 +151,7 @@ void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 	}
 	if (tenant_or_reply(req, wf, resp) != 0)
 		goto out;
-	st = store_or_reply(resp);
+	st = kiln_reply_store(resp);
 	if (st == NULL)
 		goto out;
 	kiln_uuid_new(id);
@@ -181,7 +208,7 @@ void kiln_api_workflow_list(struct kiln_req *req, struct kiln_resp *resp)
 	json_decref(detail);
 	f.skip = skip;
 	f.limit = limit;
-	st = store_or_reply(resp);
+	st = kiln_reply_store(resp);
 	if (st == NULL)
 		return;
 	if (kiln_store_list_workflows(st, &f, &req->scope, &list, &err) !=
@@ -198,7 +225,7 @@ void kiln_api_workflow_get(struct kiln_req *req, struct kiln_resp *resp)
 
 	if (id_or_reply(req, resp) != 0)
 		return;
-	st = store_or_reply(resp);
+	st = kiln_reply_store(resp);
 	if (st != NULL)
 		reply_workflow(st, req, req->path_id, MHD_HTTP_OK, resp);
 }
@@ -215,12 +242,14 @@ void kiln_api_workflow_patch(struct kiln_req *req, struct kiln_resp *resp)
 	body = body_or_reply(req, resp);
 	if (body == NULL)
 		goto out;
-	if (kiln_workflow_validate_update(body, detail) != 0) {
+	kiln_workflow_validate_update(body, detail);
+	check_webhook_target(req, body, detail);
+	if (json_array_size(detail) > 0) {
 		json_decref(body);
 		kiln_reply_validation(resp, detail);
 		return;
 	}
-	st = store_or_reply(resp);
+	st = kiln_reply_store(resp);
 	if (st != NULL) {
 		if (kiln_store_patch_workflow(st, req->path_id, &req->scope,
 					      body, &err) != KILN_OK)
@@ -244,7 +273,7 @@ static void transition(struct kiln_req *req, struct kiln_resp *resp,
 
 	if (id_or_reply(req, resp) != 0)
 		return;
-	st = store_or_reply(resp);
+	st = kiln_reply_store(resp);
 	if (st == NULL)
 		return;
 	if (kiln_store_workflow_action(st, req->path_id, &req->scope, action,
@@ -300,7 +329,7 @@ void kiln_api_workflow_cleanup(struct kiln_req *req, struct kiln_resp *resp)
 		detail = NULL;
 		goto out;
 	}
-	st = store_or_reply(resp);
+	st = kiln_reply_store(resp);
 	if (st == NULL)
 		goto out;
 	if (kiln_store_soft_delete_workflow(st, req->path_id, &req->scope,

@@ -11,31 +11,22 @@
  * parse of the payload, which is exactly the text the signature covers.
  *
  * The secret lives in <data_dir>/jwt.secret: 256 random bits, hex, mode
- * 0600, created with O_EXCL so two starts can never overwrite each other's
- * secret.  Its bytes are the file's text without trailing whitespace.
+ * 0600, created once and never replaced (secret_file.c).  Its bytes are the
+ * file's text without trailing whitespace.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <jansson.h>
 #include <jwt.h>
 
 #include "kiln/auth.h"
-#include "kiln/log.h"
+#include "kiln/secret_file.h"
 
 /* Longer tokens are refused before any decoding; ours are ~250 bytes. */
 #define TOKEN_MAX_LEN 8192
-/* The secret file is 65 bytes when we write it; a hand-written one may be
- * longer, but not this long. */
-#define SECRET_FILE_MAX 4096
 #define SECRET_RANDOM_BYTES 32
 #define SECRET_FILE_NAME "jwt.secret"
 
@@ -318,252 +309,32 @@ out:
 /* The secret file                                                     */
 /* ------------------------------------------------------------------ */
 
-/* mkdir -p: parents 0755, the data directory itself 0700 (it will hold
- * the secret and the store). */
-static enum kiln_rc make_dirs(const char *dir, struct kiln_err *err)
-{
-	char path[PATH_MAX];
-	struct stat st;
-	size_t i, len;
-
-	len = kiln_strlcpy(path, dir, sizeof(path));
-	if (len >= sizeof(path))
-		return kiln_err_set(err, KILN_EIO, dir, "%s: path too long",
-				    dir);
-	for (i = 1; i < len; i++) {
-		if (path[i] != '/')
-			continue;
-		path[i] = '\0';
-		if (mkdir(path, 0755) != 0 && errno != EEXIST)
-			return kiln_err_set(err, KILN_EIO, dir,
-					    "cannot create directory %s: %s",
-					    path, strerror(errno));
-		path[i] = '/';
-	}
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
-		return kiln_err_set(err, KILN_EIO, dir,
-				    "cannot create directory %s: %s", path,
-				    strerror(errno));
-	if (stat(path, &st) != 0)
-		return kiln_err_set(err, KILN_EIO, dir, "cannot stat %s: %s",
-				    path, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return kiln_err_set(err, KILN_EIO, dir, "%s is not a directory",
-				    path);
-	return KILN_OK;
-}
-
-/*
- * Reads an existing secret file.  Returns KILN_OK with *out set,
- * KILN_ENOTFOUND if there is no file (not an error for our caller), or
- * KILN_EIO.
- */
-static enum kiln_rc read_secret(const char *path, char **out,
-				struct kiln_err *err)
-{
-	char buf[SECRET_FILE_MAX + 1];
-	enum kiln_rc rc = KILN_EIO;
-	struct stat st;
-	size_t len = 0;
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return KILN_ENOTFOUND;
-		return kiln_err_set(err, KILN_EIO, path, "cannot open %s: %s",
-				    path, strerror(errno));
-	}
-	if (fstat(fd, &st) != 0) {
-		kiln_err_set(err, KILN_EIO, path, "cannot stat %s: %s", path,
-			     strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		kiln_err_set(err, KILN_EIO, path, "%s is not a regular file",
-			     path);
-		goto out;
-	}
-	if (st.st_mode & 077)
-		kiln_log(KILN_LOG_WARN,
-			 "%s is accessible to group or others (mode %03o);"
-			 " run chmod 600 on it",
-			 path, (unsigned)(st.st_mode & 0777));
-	while (len < sizeof(buf)) {
-		n = read(fd, buf + len, sizeof(buf) - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			kiln_err_set(err, KILN_EIO, path, "cannot read %s: %s",
-				     path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (len > SECRET_FILE_MAX) {
-		kiln_err_set(err, KILN_EIO, path,
-			     "%s is too large (more than %d bytes)", path,
-			     SECRET_FILE_MAX);
-		goto out;
-	}
-	while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t' ||
-			   buf[len - 1] == '\r' || buf[len - 1] == '\n'))
-		len--;
-	if (len == 0) {
-		kiln_err_set(err, KILN_EIO, path, "%s is empty", path);
-		goto out;
-	}
-	/* The key is used as a C string; a NUL would silently shorten it. */
-	if (memchr(buf, '\0', len) != NULL) {
-		kiln_err_set(err, KILN_EIO, path, "%s contains a NUL byte",
-			     path);
-		goto out;
-	}
-	*out = strndup(buf, len);
-	if (*out == NULL) {
-		kiln_err_set(err, KILN_ENOMEM, path, "out of memory");
-		goto out;
-	}
-	rc = KILN_OK;
-out:
-	explicit_bzero(buf, sizeof(buf));
-	close(fd);
-	return rc;
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/*
- * Creates a fresh secret file.  O_EXCL means we never replace a file that
- * appeared meanwhile: then KILN_ECONFLICT is returned and the caller reads
- * that file instead.  A failed write removes the partial file, so the
- * next start does not find a short key.
- */
-static enum kiln_rc create_secret(const char *dir, const char *path,
-				  char **out, struct kiln_err *err)
+/* A fresh jwt.secret: 256 random bits as 64 hex digits. */
+static char *generate_secret(void)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char rnd[SECRET_RANDOM_BYTES];
-	char text[SECRET_RANDOM_BYTES * 2 + 2];
-	enum kiln_rc rc = KILN_EIO;
-	size_t got = 0, i;
-	ssize_t n;
-	int fd = -1, dfd;
+	char *text;
+	size_t i;
 
-	while (got < sizeof(rnd)) {
-		n = getrandom(rnd + got, sizeof(rnd) - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			kiln_err_set(err, KILN_EIO, path,
-				     "cannot get random bytes for %s: %s",
-				     path, strerror(errno));
-			goto out;
+	if (kiln_secret_random_bytes(rnd, sizeof(rnd)) != 0)
+		return NULL;
+	text = malloc(2 * sizeof(rnd) + 1);
+	if (text != NULL) {
+		for (i = 0; i < sizeof(rnd); i++) {
+			text[2 * i] = hex[rnd[i] >> 4];
+			text[2 * i + 1] = hex[rnd[i] & 0xf];
 		}
-		got += (size_t)n;
+		text[2 * sizeof(rnd)] = '\0';
 	}
-	for (i = 0; i < sizeof(rnd); i++) {
-		text[2 * i] = hex[rnd[i] >> 4];
-		text[2 * i + 1] = hex[rnd[i] & 0xf];
-	}
-	text[2 * sizeof(rnd)] = '\n';
-	text[2 * sizeof(rnd) + 1] = '\0';
-
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-		  0600);
-	if (fd < 0) {
-		if (errno == EEXIST) {
-			rc = KILN_ECONFLICT;
-			goto out;
-		}
-		kiln_err_set(err, KILN_EIO, path, "cannot create %s: %s", path,
-			     strerror(errno));
-		goto out;
-	}
-	if (write_all(fd, text, 2 * sizeof(rnd) + 1) != 0 || fsync(fd) != 0) {
-		kiln_err_set(err, KILN_EIO, path, "cannot write %s: %s", path,
-			     strerror(errno));
-		unlink(path);
-		goto out;
-	}
-	/* Make the new directory entry durable too; failing that is not
-	 * worth refusing to start over. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	*out = strndup(text, 2 * sizeof(rnd));
-	if (*out == NULL) {
-		kiln_err_set(err, KILN_ENOMEM, path, "out of memory");
-		goto out;
-	}
-	kiln_log(KILN_LOG_INFO, "created a new JWT secret in %s", path);
-	rc = KILN_OK;
-out:
-	if (fd >= 0)
-		close(fd);
 	explicit_bzero(rnd, sizeof(rnd));
-	explicit_bzero(text, sizeof(text));
-	return rc;
+	return text;
 }
 
 enum kiln_rc kiln_auth_load_or_create_secret(const char *data_dir, char **out,
 					     struct kiln_err *err)
 {
-	char path[PATH_MAX];
-	char *secret = NULL;
-	enum kiln_rc rc;
-	size_t dir_len;
-	int n, attempt;
-
-	if (data_dir == NULL || data_dir[0] == '\0')
-		return kiln_err_set(err, KILN_EINVAL, "data_dir",
-				    "data_dir must not be empty");
-	rc = make_dirs(data_dir, err);
-	if (rc != KILN_OK)
-		return rc;
-	dir_len = strlen(data_dir);
-	while (dir_len > 1 && data_dir[dir_len - 1] == '/')
-		dir_len--;
-	n = snprintf(path, sizeof(path), "%.*s%s%s", (int)dir_len, data_dir,
-		     data_dir[dir_len - 1] == '/' ? "" : "/",
-		     SECRET_FILE_NAME);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return kiln_err_set(err, KILN_EIO, data_dir,
-				    "%s: path too long", data_dir);
-
-	/* Read, else create; if another process created it between the two,
-	 * read theirs. */
-	for (attempt = 0; attempt < 2; attempt++) {
-		rc = read_secret(path, &secret, err);
-		if (rc != KILN_ENOTFOUND)
-			break;
-		rc = create_secret(data_dir, path, &secret, err);
-		if (rc != KILN_ECONFLICT)
-			break;
-	}
-	if (rc == KILN_ENOTFOUND || rc == KILN_ECONFLICT)
-		rc = kiln_err_set(err, KILN_EIO, path,
-				  "%s keeps appearing and disappearing", path);
-	if (rc == KILN_OK)
-		*out = secret;
-	return rc;
+	return kiln_secret_file_load_or_create(data_dir, SECRET_FILE_NAME,
+					       generate_secret, NULL, out,
+					       err);
 }

@@ -2,6 +2,7 @@
  * clock.c - wall and monotonic clocks in milliseconds, RFC 3339 rendering.
  */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "kiln/common.h"
@@ -38,4 +39,36 @@ void kiln_rfc3339(int64_t ms, char out[KILN_RFC3339_LEN])
 		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		 tm.tm_min, tm.tm_sec, millis);
 	kiln_strlcpy(out, buf, KILN_RFC3339_LEN);
+}
+
+int64_t kiln_rfc3339_parse(const char *s)
+{
+	int y, mo, d, h, mi, sec, n = 0;
+	long ms = 0;
+	struct tm tm = {0};
+	const char *p;
+
+	if (s == NULL ||
+	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi,
+		   &sec, &n) != 6)
+		return -1;
+	p = s + n;
+	if (*p == '.') {
+		int digits = 0;
+
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (digits < 3)
+				ms = ms * 10 + (*p - '0');
+		for (; digits < 3; digits++)
+			ms *= 10;
+	}
+	if (strcmp(p, "Z") != 0)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	return (int64_t)timegm(&tm) * 1000 + ms;
 }

@@ -63,6 +63,7 @@ void kiln_config_free(struct kiln_config *cfg)
 		free(cfg->task_types[i].provider);
 	}
 	free(cfg->task_types);
+	kiln_webhook_cfg_unref(cfg->webhooks);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -122,6 +123,7 @@ static int config_copy(struct kiln_config *dst, const struct kiln_config *src)
 	dst->n_providers = 0;
 	dst->task_types = NULL;
 	dst->n_task_types = 0;
+	dst->webhooks = kiln_webhook_cfg_ref(src->webhooks);
 	dst->listen_host = dup_or_null(src->listen_host, &ok);
 	dst->data_dir = dup_or_null(src->data_dir, &ok);
 	dst->jwt_secret = dup_or_null(src->jwt_secret, &ok);
@@ -301,6 +303,8 @@ enum kiln_rc kiln_config_init_defaults(struct kiln_config *cfg,
 	cfg->listen_host = strdup("127.0.0.1");
 	cfg->data_dir = strdup(KILN_DEFAULT_DATA_DIR);
 	if (cfg->listen_host == NULL || cfg->data_dir == NULL)
+		goto out;
+	if (kiln_webhook_cfg_default(&cfg->webhooks, err) != KILN_OK)
 		goto out;
 
 	dryrun.name = strdup(DRYRUN);
@@ -860,6 +864,16 @@ enum kiln_rc kiln_config_apply_json(struct kiln_config *cfg, json_t *root,
 		if (strcmp(key, "providers") == 0 ||
 		    strcmp(key, "task_types") == 0)
 			continue;
+		if (strcmp(key, "webhooks") == 0) {
+			struct kiln_webhook_cfg *hooks;
+
+			rc = kiln_webhook_cfg_parse(v, &hooks, err);
+			if (rc != KILN_OK)
+				goto out;
+			kiln_webhook_cfg_unref(work.webhooks);
+			work.webhooks = hooks;
+			continue;
+		}
 		rc = apply_scalar_key(&work, key, v, err);
 		if (rc == KILN_ENOTFOUND)
 			rc = kiln_err_set(err, KILN_EINVAL, key, "unknown key");

@@ -306,7 +306,7 @@ static void finish(struct run *r, const json_t *result,
 static void finish_failed(struct run *r, const char *outcome,
 			  long http_status, const char *error)
 {
-	struct kiln_attempt_end end = {outcome, http_status, error};
+	struct kiln_attempt_end end = {outcome, http_status, error, NULL};
 
 	finish(r, NULL, &end);
 }
@@ -352,6 +352,10 @@ static json_t *resolve_input(struct run *r, struct kiln_err *err)
 		if (kiln_mapping_apply(input, m,
 				       json_object_get(results, from ? from : ""),
 				       err) != KILN_OK) {
+			/* The input at fault, for the failure's "field". */
+			if (err != NULL && err->field[0] == '\0')
+				snprintf(err->field, sizeof(err->field),
+					 "input_mappings[%zu].to_field", i);
 			json_decref(input);
 			return NULL;
 		}
@@ -400,7 +404,10 @@ static int prepare(struct run *r)
 		json_decref(r->input);
 		r->input = resolve_input(r, &err);
 		if (r->input == NULL) {
-			finish_failed(r, "permanent_error", 0, err.msg);
+			struct kiln_attempt_end end = {"invalid_input", 0,
+						       err.msg, err.field};
+
+			finish(r, NULL, &end);
 			return -1;
 		}
 		forget_sources(r);
@@ -440,7 +447,7 @@ static void attempt_failed(struct run *r, const char *outcome,
 			   enum kiln_failure kind, long http_status,
 			   long retry_after_ms, const char *error)
 {
-	struct kiln_attempt_end end = {outcome, http_status, error};
+	struct kiln_attempt_end end = {outcome, http_status, error, NULL};
 	struct kiln_next_attempt next = {0};
 	const char *fb = claim_str(r, "fallback_provider_type");
 	int on_fallback = json_is_true(json_object_get(r->claim,
@@ -597,7 +604,7 @@ static void attempt(struct run *r)
 		return;
 	}
 	if (strcmp(r->p->type, "dryrun") == 0) {
-		struct kiln_attempt_end end = {"succeeded", 0, NULL};
+		struct kiln_attempt_end end = {"succeeded", 0, NULL, NULL};
 
 		result = kiln_provider_dryrun_result(r->input, r->wf_id,
 						     r->step_id,
@@ -620,7 +627,8 @@ static void attempt(struct run *r)
 
 static void record_result(struct run *r, const json_t *result)
 {
-	struct kiln_attempt_end end = {"succeeded", r->resp.status, NULL};
+	struct kiln_attempt_end end = {"succeeded", r->resp.status, NULL,
+				       NULL};
 
 	finish(r, result, &end);
 	run_free(r);

@@ -10,14 +10,18 @@
  * cap on the bytes read.
  */
 #include <ctype.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "kiln/io_loop.h"
 #include "kiln/log.h"
+#include "kiln/netcheck.h"
 
 struct transfer {
 	struct kiln_http_request *req;
@@ -220,6 +224,27 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 	return n;
 }
 
+/* Opens the socket only for a public address (kiln_http_request's
+ * public_only); otherwise the transfer fails with is_refused. */
+static curl_socket_t open_public(void *p, curlsocktype purpose,
+				 struct curl_sockaddr *a)
+{
+	struct transfer *t = p;
+	char addr[INET6_ADDRSTRLEN];
+
+	if (purpose == CURLSOCKTYPE_IPCXN && !kiln_addr_is_public(&a->addr)) {
+		kiln_addr_format(&a->addr, addr, sizeof(addr));
+		t->resp.is_refused = 1;
+		snprintf(t->resp.refused, sizeof(t->resp.refused),
+			 "refused to connect to %s: a loopback, private or"
+			 " reserved address (webhooks.allow_private_networks"
+			 " is off)",
+			 addr);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static int transfer_setup(struct transfer *t)
 {
 	struct kiln_http_request *r = t->req;
@@ -242,6 +267,14 @@ static int transfer_setup(struct transfer *t)
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->resp.error);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "kilnd/" KILN_VERSION);
+	if (r->public_only) {
+		/* Checked on the address actually connected to, after DNS,
+		 * so a name that rebinds to a private address is caught; no
+		 * proxy, so the address checked is the receiver's. */
+		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_public);
+		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+		curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+	}
 	/* API answers are small; libcurl's 16 KiB default receive buffer
 	 * per transfer is most of the memory 10,000 calls in flight take.
 	 * Downloads keep the default. */
@@ -290,7 +323,10 @@ static void finish(struct kiln_io *io, struct transfer *t, CURLcode code)
 	t->resp.total_ms = (long)(total_us / 1000);
 	if (ct)
 		t->resp.content_type = strdup(ct);
-	if (code != CURLE_OK && t->resp.error[0] == '\0')
+	if (t->resp.is_refused)
+		kiln_strlcpy(t->resp.error, t->resp.refused,
+			     sizeof(t->resp.error));
+	else if (code != CURLE_OK && t->resp.error[0] == '\0')
 		kiln_strlcpy(t->resp.error, curl_easy_strerror(code),
 			     sizeof(t->resp.error));
 	report(io, t);

@@ -28,6 +28,8 @@
 #include "kiln/http.h"
 #include "kiln/log.h"
 #include "kiln/store.h"
+#include "kiln/webhook_sign.h"
+#include "kiln/webhooks.h"
 
 #define EXIT_USAGE 2
 
@@ -220,6 +222,28 @@ static char *load_secret(const struct kiln_config *cfg)
 	return secret;
 }
 
+/* Webhooks are signed with the configured secret, else with
+ * <data-dir>/webhook.secret (created on first start). */
+static int webhook_secret(struct kiln_config *cfg)
+{
+	struct kiln_err err = {0};
+	char *secret = NULL;
+	enum kiln_rc rc;
+
+	if (cfg->webhooks->has_secret)
+		return 0;
+	rc = kiln_webhook_load_or_create_secret(cfg->data_dir, &secret, &err);
+	if (rc == KILN_OK)
+		rc = kiln_webhook_cfg_set_secret(cfg->webhooks, secret, &err);
+	free(secret);
+	if (rc != KILN_OK) {
+		kiln_log(KILN_LOG_ERROR, "webhooks: %s%s%s", err.field,
+			 err.field[0] ? ": " : "", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
 static int run_token(const struct cli *cli)
 {
 	struct kiln_config cfg = {0};
@@ -298,6 +322,7 @@ static int run_daemon(const struct cli *cli)
 	struct kiln_config cfg = {0};
 	struct kiln_err err = {0};
 	struct kiln_engine *engine = NULL;
+	struct kiln_webhooks *hooks = NULL;
 	struct kiln_http *http = NULL;
 	struct kiln_app app = {0};
 	char *secret = NULL;
@@ -324,7 +349,7 @@ static int run_daemon(const struct cli *cli)
 	if (secret == NULL)
 		goto out;
 	lock_fd = lock_data_dir(cfg.data_dir);
-	if (lock_fd < 0)
+	if (lock_fd < 0 || webhook_secret(&cfg) != 0)
 		goto out;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		kiln_log(KILN_LOG_ERROR, "curl_global_init failed");
@@ -338,9 +363,14 @@ static int run_daemon(const struct cli *cli)
 		kiln_log(KILN_LOG_ERROR, "store: %s", err.msg);
 		goto out_store;
 	}
+	/* Before the engine: what its recovery commits is sent. */
+	if (kiln_webhooks_start(&cfg, &hooks, &err) != KILN_OK) {
+		kiln_log(KILN_LOG_ERROR, "webhooks: %s", err.msg);
+		goto out_store;
+	}
 	if (kiln_engine_start(&cfg, &engine, &err) != KILN_OK) {
 		kiln_log(KILN_LOG_ERROR, "engine: %s", err.msg);
-		goto out_store;
+		goto out_hooks;
 	}
 	app.cfg = &cfg;
 	app.jwt_secret = secret;
@@ -362,6 +392,9 @@ static int run_daemon(const struct cli *cli)
 	rc = EXIT_SUCCESS;
 out_engine:
 	kiln_engine_stop(engine);
+out_hooks:
+	/* Last writer gone: nothing calls the dispatcher's hook any more. */
+	kiln_webhooks_stop(hooks);
 out_store:
 	kiln_store_checkpointer_stop();
 	kiln_store_shutdown();

@@ -129,3 +129,15 @@ enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
 	MHD_destroy_response(r);
 	return ret;
 }
+
+struct kiln_store *kiln_reply_store(struct kiln_resp *resp)
+{
+	struct kiln_err err = {0};
+	struct kiln_store *st = kiln_store_thread(&err);
+
+	if (st == NULL) {
+		err.code = KILN_EBUSY;
+		kiln_reply_error(resp, &err);
+	}
+	return st;
+}

@@ -18,6 +18,7 @@ struct route {
 };
 
 #define WF "/api/v1/workflows"
+#define WD "/api/v1/webhook-deliveries"
 
 static const struct route routes[] = {
 	{"GET", "/healthz", 0, kiln_api_healthz},
@@ -32,6 +33,9 @@ static const struct route routes[] = {
 	{"POST", WF "/{id}/resume", 1, kiln_api_workflow_resume},
 	{"POST", WF "/{id}/cleanup", 1, kiln_api_workflow_cleanup},
 	{"GET", "/api/v1/artifacts/{id}/{tail}", 1, kiln_api_artifact_get},
+	{"GET", WD, 1, kiln_api_delivery_list},
+	{"GET", WD "/{id}", 1, kiln_api_delivery_get},
+	{"POST", WD "/{id}/redeliver", 1, kiln_api_delivery_redeliver},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -35,6 +35,7 @@ struct kiln_store {
 	struct cached_stmt stmts[STMT_CACHE_MAX];
 	size_t n_stmts;
 	int holds_writer; /* this connection holds writer_lock */
+	int queued_delivery; /* this transaction queued a webhook delivery */
 };
 
 /* One writer at a time inside this process.  SQLite's busy handler waits
@@ -44,6 +45,9 @@ struct kiln_store {
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static char *db_path;
+/* Who is told that a commit queued webhook deliveries (the dispatcher). */
+static void (*volatile delivery_hook)(void *ctx);
+static void *volatile delivery_hook_ctx;
 /* Set while store_checkpoint.c checkpoints in the background: new
  * connections then leave the WAL to it instead of checkpointing inside
  * the commit that crosses the threshold (with the writer lock held). */
@@ -307,10 +311,15 @@ enum kiln_rc kiln_store_begin_with(struct kiln_store *st, const char *sql,
 enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
 {
 	enum kiln_rc rc = exec_simple(st, "COMMIT", err);
+	int queued = st->queued_delivery;
 
 	if (rc != KILN_OK)
 		kiln_store_rollback(st);
+	st->queued_delivery = 0;
 	release_writer(st);
+	/* Told only once the rows are committed, so it finds them. */
+	if (rc == KILN_OK && queued && delivery_hook != NULL)
+		delivery_hook(delivery_hook_ctx);
 	return rc;
 }
 
@@ -318,5 +327,29 @@ void kiln_store_rollback(struct kiln_store *st)
 {
 	if (!sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	st->queued_delivery = 0;
 	release_writer(st);
+}
+
+enum kiln_rc kiln_store_begin_read(struct kiln_store *st, struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, "BEGIN", err);
+	int rc;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, rc, err);
+}
+
+void kiln_store_on_delivery(void (*fn)(void *ctx), void *ctx)
+{
+	delivery_hook_ctx = ctx;
+	delivery_hook = fn;
+}
+
+void kiln_store_mark_delivery_queued(struct kiln_store *st)
+{
+	st->queued_delivery = 1;
 }

@@ -14,6 +14,7 @@
 
 #include "kiln/dag.h"
 #include "kiln/store.h"
+#include "kiln/webhook_event.h"
 #include "store_row.h"
 
 static enum kiln_rc step_done(struct kiln_store *st, sqlite3_stmt *s,
@@ -203,6 +204,10 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st, const char *wf_id,
 		n_done += g.status[i] == KILN_STEP_COMPLETED;
 	if (n_done == g.n) {
 		rc = exec_id_now(st, sql_complete, wf_id, now, err);
+		if (rc == KILN_OK && sqlite3_changes(kiln_store_db(st)) > 0)
+			rc = kiln_store_queue_event(st, wf_id,
+						    "workflow.completed", NULL,
+						    NULL, err);
 		goto out;
 	}
 	rc = mark_ready(st, &g, now, err);
@@ -481,6 +486,7 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	int ok = result != NULL;
 	int64_t now = kiln_now_ms();
 	char wf_id[KILN_UUID_LEN] = "";
+	char step_id[512] = ""; /* ids are at most 100 characters */
 	char *wf_error = NULL;
 	sqlite3_stmt *s;
 	enum kiln_rc rc;
@@ -508,6 +514,7 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 
 		kiln_strlcpy(wf_id, (const char *)sqlite3_column_text(s, 0),
 			     sizeof(wf_id));
+		kiln_strlcpy(step_id, sid, sizeof(step_id));
 		if (!ok) {
 			len = strlen(sid) + strlen(error_message) + 32;
 			wf_error = malloc(len);
@@ -530,12 +537,25 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	}
 	if (ok) {
 		rc = exec_id_now(st, sql_count, wf_id, now, err);
+		if (rc == KILN_OK)
+			rc = kiln_store_queue_event(st, wf_id, "step.completed",
+						    step_id, NULL, err);
 		/* What the result lets run, in the same transaction. */
 		if (rc == KILN_OK && claims != NULL) {
 			*claims = json_array();
 			rc = kiln_store_advance_locked(st, wf_id, who, *claims, err);
 		}
 	} else {
+		struct kiln_event_error why = {end->outcome, end->http_status,
+					       error_message, end->field};
+		enum kiln_wf_status before = KILN_WF_FAILED;
+
+		rc = workflow_status(st, wf_id, &before, err);
+		if (rc == KILN_OK)
+			rc = kiln_store_queue_event(st, wf_id, "step.failed",
+						    step_id, &why, err);
+		if (rc != KILN_OK)
+			goto fail;
 		s = kiln_store_stmt(st, sql_fail, err);
 		if (s == NULL) {
 			rc = err ? err->code : KILN_EIO;
@@ -549,6 +569,11 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		 * back to PENDING so a resume schedules them afresh. */
 		if (rc == KILN_OK)
 			rc = exec_id_now(st, sql_unready, wf_id, now, err);
+		if (rc == KILN_OK && (before == KILN_WF_RUNNING ||
+				      before == KILN_WF_PAUSED))
+			rc = kiln_store_queue_event(st, wf_id,
+						    "workflow.failed", step_id,
+						    &why, err);
 	}
 	if (rc != KILN_OK)
 		goto fail;

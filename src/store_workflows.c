@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kiln/store.h"
+#include "kiln/webhook_event.h"
 #include "store_row.h"
 
 #define WF_COLS                                                               \
@@ -208,27 +209,11 @@ static json_t *render_workflow_row(sqlite3_stmt *s)
 	return o;
 }
 
-static enum kiln_rc begin_read(struct kiln_store *st, struct kiln_err *err)
-{
-	sqlite3_stmt *s = kiln_store_stmt(st, "BEGIN", err);
-	int rc;
-
-	if (s == NULL)
-		return err ? err->code : KILN_EIO;
-	rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, rc, err);
-}
-
-static void end_read(struct kiln_store *st)
-{
-	kiln_store_rollback(st);
-}
-
 /* Renders one workflow; the caller holds a transaction. */
-static enum kiln_rc get_workflow_locked(struct kiln_store *st, const char *id,
-					const struct kiln_scope *scope,
-					json_t **out, struct kiln_err *err)
+enum kiln_rc kiln_store_get_workflow_locked(struct kiln_store *st,
+					    const char *id,
+					    const struct kiln_scope *scope,
+					    json_t **out, struct kiln_err *err)
 {
 	sqlite3_stmt *s = kiln_store_stmt(st, SQL_GET_WF, err);
 	json_t *wf;
@@ -264,12 +249,12 @@ enum kiln_rc kiln_store_get_workflow(struct kiln_store *st, const char *id,
 				     const struct kiln_scope *scope,
 				     json_t **out, struct kiln_err *err)
 {
-	enum kiln_rc rc = begin_read(st, err);
+	enum kiln_rc rc = kiln_store_begin_read(st, err);
 
 	if (rc != KILN_OK)
 		return rc;
-	rc = get_workflow_locked(st, id, scope, out, err);
-	end_read(st);
+	rc = kiln_store_get_workflow_locked(st, id, scope, out, err);
+	kiln_store_rollback(st);
 	return rc;
 }
 
@@ -372,7 +357,7 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 			goto fail;
 	}
 	if (rendered != NULL) {
-		rc = get_workflow_locked(st, id, NULL, rendered, err);
+		rc = kiln_store_get_workflow_locked(st, id, NULL, rendered, err);
 		if (rc != KILN_OK)
 			goto fail;
 	}
@@ -415,7 +400,7 @@ enum kiln_rc kiln_store_list_workflows(struct kiln_store *st,
 	enum kiln_rc rc;
 	int src;
 
-	rc = begin_read(st, err);
+	rc = kiln_store_begin_read(st, err);
 	if (rc != KILN_OK)
 		goto out;
 	s = kiln_store_stmt(st, SQL_COUNT, err);
@@ -460,7 +445,7 @@ enum kiln_rc kiln_store_list_workflows(struct kiln_store *st,
 	json_object_set_new(list, "limit", json_integer(f->limit));
 	*out = list;
 out:
-	end_read(st);
+	kiln_store_rollback(st);
 	json_decref(items);
 	return rc;
 }
@@ -704,6 +689,16 @@ enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 			rc = kiln_store_fail(st, src, err);
 			goto fail;
 		}
+	}
+	if (action == KILN_WF_ACTION_CANCEL) {
+		struct kiln_event_error why = {"cancelled", 0,
+					       "the workflow was cancelled",
+					       NULL};
+
+		rc = kiln_store_queue_event(st, id, "workflow.cancelled", NULL,
+					    &why, err);
+		if (rc != KILN_OK)
+			goto fail;
 	}
 	rc = kiln_store_commit(st, err);
 	if (rc == KILN_OK)

@@ -13,6 +13,7 @@
 #include "kiln/common.h"
 #include "kiln/log.h"
 #include "kiln/provider_cfg.h"
+#include "kiln/webhook_cfg.h"
 
 #define KILN_DEFAULT_LISTEN "127.0.0.1:8080"
 #define KILN_DEFAULT_DATA_DIR "./var"
@@ -56,6 +57,7 @@ struct kiln_config {
 	size_t n_providers;
 	struct kiln_task_type_cfg *task_types;
 	size_t n_task_types;
+	struct kiln_webhook_cfg *webhooks; /* never NULL once initialised */
 };
 
 /* Fills cfg with the defaults (dryrun provider, built-in task types).

@@ -77,6 +77,8 @@ void kiln_reply_detail(struct kiln_resp *resp, unsigned status,
 void kiln_reply_validation(struct kiln_resp *resp, json_t *detail);
 /* Maps err->code to a status and renders err->msg. */
 void kiln_reply_error(struct kiln_resp *resp, const struct kiln_err *err);
+/* The calling thread's store, or NULL with a 503 already in resp. */
+struct kiln_store *kiln_reply_store(struct kiln_resp *resp);
 /* Queues resp on the connection; frees resp->body. */
 enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
 				struct kiln_resp *resp);
@@ -94,5 +96,9 @@ void kiln_api_workflow_pause(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_workflow_resume(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_workflow_cleanup(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_artifact_get(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_delivery_list(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_delivery_get(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_delivery_redeliver(struct kiln_req *req,
+				 struct kiln_resp *resp);
 
 #endif

@@ -38,6 +38,7 @@ struct kiln_http_request {
 	struct kiln_io_lane *lane; /* NULL = only the global bound */
 	kiln_io_sink_fn sink;      /* NULL = keep the body in memory */
 	void *sink_ctx;
+	int public_only;           /* refuse private addresses (webhooks) */
 };
 
 /* What came back.  Borrowed by the callback for its duration. */
@@ -52,6 +53,8 @@ struct kiln_http_response {
 	char *content_type; /* NULL if none */
 	long retry_after_ms; /* from a Retry-After header, -1 if none */
 	long total_ms;
+	int is_refused;   /* public_only and the address was not public */
+	char refused[160];
 	char error[CURL_ERROR_SIZE];
 };
 

@@ -175,6 +175,7 @@ struct kiln_attempt_end {
 	const char *outcome; /* "succeeded", "transient_error", ... */
 	long http_status;    /* 0 = none */
 	const char *error;   /* NULL on success */
+	const char *field;   /* the input at fault ("invalid_input"), or NULL */
 };
 
 /* kiln_store_advance, claiming each READY step for who in the same
@@ -256,7 +257,104 @@ enum kiln_rc kiln_store_running_workflows(struct kiln_store *st,
 					  struct kiln_err *err)
 	KILN_WARN_UNUSED;
 
+/* ---- webhook outbox (store_outbox.c) ------------------------------- */
+
+/* fn(ctx) runs after every commit that queued webhook deliveries (on the
+ * committing thread: keep it short).  Set once, before the engine runs. */
+void kiln_store_on_delivery(void (*fn)(void *ctx), void *ctx);
+
+/*
+ * Inside the caller's transaction: queues event type ("workflow.completed",
+ * "step.failed", ...) for the workflow's webhook_url, its payload built
+ * from the workflow as it is now (step_id: the step it is about, or NULL;
+ * error: why it failed, or NULL).  Nothing is queued when the workflow has
+ * no webhook_url, nor for step events when it suppresses subtask events.
+ */
+struct kiln_event_error;
+enum kiln_rc kiln_store_queue_event(struct kiln_store *st, const char *wf_id,
+				    const char *type, const char *step_id,
+				    const struct kiln_event_error *error,
+				    struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* Claims due deliveries for sending: at most max, and per endpoint at
+ * most per_endpoint minus what inflight ({endpoint: count}) says is in
+ * flight there already.  Each is marked in flight (since now) and
+ * *claimed receives [{"id", "url", "endpoint", "payload", "tenant_id",
+ * "attempt", "round"}] (owned); attempt counts from 1 over the delivery's
+ * life, round from 0 since its creation or last redelivery. */
+enum kiln_rc kiln_store_claim_deliveries(struct kiln_store *st, int64_t now,
+					 const json_t *inflight,
+					 int per_endpoint, size_t max,
+					 json_t **claimed,
+					 struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* How one attempt went. */
+struct kiln_delivery_attempt {
+	const char *id;
+	int attempt;
+	int64_t started_at;
+	long latency_ms;
+	int delivered;       /* a 2xx */
+	long http_status;    /* 0 = none */
+	const char *excerpt; /* of the response body, or NULL */
+	const char *error;   /* NULL when delivered */
+	int64_t retry_at;    /* the next attempt; 0 = none (failed) */
+};
+/* Records n attempts in one transaction. */
+enum kiln_rc kiln_store_record_deliveries(struct kiln_store *st,
+					  const struct kiln_delivery_attempt *a,
+					  size_t n, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* When the next delivery not in flight nor at a full endpoint (full: an
+ * array of endpoints) is due, in ms; -1 when none is pending. */
+enum kiln_rc kiln_store_next_delivery_at(struct kiln_store *st,
+					 const json_t *full, int64_t *at,
+					 struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* At start-up: attempts left in flight by a dead process are recorded as
+ * interrupted and their deliveries are due again at once. */
+enum kiln_rc kiln_store_recover_deliveries(struct kiln_store *st,
+					   size_t *recovered,
+					   struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+struct kiln_delivery_filter {
+	const char *workflow_id; /* NULL = any */
+	const char *event;
+	const char *status;
+	int64_t offset;
+	int64_t limit;
+};
+/* {"deliveries": [...], "pagination": {...}} newest first (owned). */
+enum kiln_rc kiln_store_list_deliveries(struct kiln_store *st,
+					const struct kiln_delivery_filter *f,
+					const struct kiln_scope *scope,
+					json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+/* One delivery with its payload and every attempt (owned). */
+enum kiln_rc kiln_store_get_delivery(struct kiln_store *st, const char *id,
+				     const struct kiln_scope *scope,
+				     json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+/* Sends the delivery again from the start of the schedule, with the same
+ * webhook-id.  KILN_ECONFLICT while an attempt is in flight. */
+enum kiln_rc kiln_store_redeliver(struct kiln_store *st, const char *id,
+				  const struct kiln_scope *scope,
+				  struct kiln_err *err) KILN_WARN_UNUSED;
+
 /* ---- helpers shared by store_*.c (not for other modules) ----------- */
+/* Renders a workflow as kiln_store_get_workflow does, inside the caller's
+ * transaction. */
+enum kiln_rc kiln_store_get_workflow_locked(struct kiln_store *st,
+					    const char *id,
+					    const struct kiln_scope *scope,
+					    json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+/* The transaction queued a delivery: kiln_store_commit tells the hook. */
+void kiln_store_mark_delivery_queued(struct kiln_store *st);
 sqlite3 *kiln_store_db(struct kiln_store *st);
 /* Prepared statement cached per connection, keyed by the SQL text pointer's
  * content.  Reset and cleared before it is returned. */
@@ -272,6 +370,10 @@ enum kiln_rc kiln_store_begin_with(struct kiln_store *st, const char *sql,
 				   sqlite3_stmt **s, struct kiln_err *err)
 	KILN_WARN_UNUSED;
 void kiln_store_rollback(struct kiln_store *st);
+/* A read transaction (a consistent snapshot for several queries); end it
+ * with kiln_store_rollback. */
+enum kiln_rc kiln_store_begin_read(struct kiln_store *st,
+				   struct kiln_err *err) KILN_WARN_UNUSED;
 /* Maps an sqlite result code to KILN_EBUSY (busy/locked/full) or KILN_EIO,
  * copying sqlite3_errmsg into err. */
 enum kiln_rc kiln_store_fail(struct kiln_store *st, int src,

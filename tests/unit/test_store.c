@@ -19,8 +19,10 @@
 #include "kiln/workflow_validate.h"
 
 static char data_dir[64];
-static const struct kiln_attempt_end ok_end = {"succeeded", 200, NULL};
-#define END_FAILED(msg) (&(struct kiln_attempt_end){"transient_error", 503, (msg)})
+static const struct kiln_attempt_end ok_end = {"succeeded", 200, NULL,
+						 NULL};
+#define END_FAILED(msg) \
+	(&(struct kiln_attempt_end){"transient_error", 503, (msg), NULL})
 static struct kiln_config cfg;
 
 static const char *FASHION =
