@@ -111,44 +111,32 @@ static struct curl_slist *headers_for(const struct kiln_webhooks *w,
 	int64_t ts = kiln_now_ms() / 1000;
 	char *sig = kiln_webhook_signature_header(keys->keys, keys->n, id, ts,
 						  body, len);
-	char line[4096];
-	struct curl_slist *h = NULL, *next;
-	const char *fixed[] = {
+	char lines[3][KILN_WEBHOOK_SECRETS_MAX * KILN_WEBHOOK_SIG_LEN + 64];
+	const char *all[] = {
 		"Content-Type: application/json",
 		"User-Agent: kilnd-webhooks/" KILN_VERSION,
 		/* A round trip saved; receivers answer at once anyway. */
-		"Expect:",
+		"Expect:", lines[0], lines[1], lines[2],
 	};
+	struct curl_slist *h = NULL, *next;
 	size_t i;
 
 	if (sig == NULL)
 		return NULL;
-	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-		next = curl_slist_append(h, fixed[i]);
-		if (next == NULL)
-			goto oom;
+	snprintf(lines[0], sizeof(lines[0]), "webhook-id: %s", id);
+	snprintf(lines[1], sizeof(lines[1]), "webhook-timestamp: %lld",
+		 (long long)ts);
+	snprintf(lines[2], sizeof(lines[2]), "webhook-signature: %s", sig);
+	free(sig);
+	for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		next = curl_slist_append(h, all[i]);
+		if (next == NULL) {
+			curl_slist_free_all(h);
+			return NULL;
+		}
 		h = next;
 	}
-	snprintf(line, sizeof(line), "webhook-id: %s", id);
-	next = curl_slist_append(h, line);
-	if (next == NULL)
-		goto oom;
-	h = next;
-	snprintf(line, sizeof(line), "webhook-timestamp: %lld", (long long)ts);
-	next = curl_slist_append(h, line);
-	if (next == NULL)
-		goto oom;
-	h = next;
-	snprintf(line, sizeof(line), "webhook-signature: %s", sig);
-	next = curl_slist_append(h, line);
-	if (next == NULL)
-		goto oom;
-	free(sig);
-	return next;
-oom:
-	free(sig);
-	curl_slist_free_all(h);
-	return NULL;
+	return h;
 }
 
 static void count_endpoint(struct kiln_webhooks *w, const char *endpoint,
