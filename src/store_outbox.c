@@ -227,7 +227,7 @@ enum kiln_rc kiln_store_claim_deliveries(struct kiln_store *st, int64_t now,
 					 struct kiln_err *err)
 {
 	json_t *taken = json_array(), *full = json_array();
-	json_t *counts = json_deep_copy(inflight);
+	json_t *counts = inflight ? json_deep_copy(inflight) : json_object();
 	enum kiln_rc rc;
 	int progress = 1;
 

@@ -44,6 +44,8 @@ json_t *kiln_col_bool(sqlite3_stmt *s, int i)
 
 json_t *kiln_col_int(sqlite3_stmt *s, int i)
 {
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return json_null();
 	return json_integer(sqlite3_column_int64(s, i));
 }
 

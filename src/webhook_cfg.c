@@ -192,7 +192,7 @@ static enum kiln_rc parse_key(struct kiln_webhook_cfg *c, const char *key,
 			      const json_t *v, struct kiln_err *err)
 {
 	char field[KILN_ERR_FIELD_MAX];
-	long long n;
+	long long n = 0;
 	enum kiln_rc rc;
 
 	snprintf(field, sizeof(field), "webhooks.%s", key);

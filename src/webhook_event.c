@@ -54,12 +54,21 @@ static const struct {
 /* The extension of url's path, lower-case, into out ("" if none). */
 static void url_extension(const char *url, char *out, size_t size)
 {
+	const char *scheme = strstr(url, "://");
+	/* The path starts after the host: "https://cdn.example.com" has
+	 * none, so no extension. */
+	size_t path = scheme ? (size_t)(scheme - url) + 3 : 0;
 	size_t end = strcspn(url, "?#"), i, start;
 
 	out[0] = '\0';
-	for (i = end; i > 0 && url[i - 1] != '.' && url[i - 1] != '/'; i--)
+	if (scheme != NULL) {
+		path += strcspn(url + path, "/?#");
+		if (path >= end)
+			return;
+	}
+	for (i = end; i > path && url[i - 1] != '.' && url[i - 1] != '/'; i--)
 		;
-	if (i == 0 || url[i - 1] != '.' || end - i == 0 ||
+	if (i <= path || url[i - 1] != '.' || end - i == 0 ||
 	    end - i >= size)
 		return;
 	start = i;
@@ -319,7 +328,7 @@ static const char *simple_status(const char *status)
 
 static json_t *step_summary(const json_t *s)
 {
-	return json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "step_id",
+	return json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "step_id",
 			 json_object_get(s, "step_id"), "task_type",
 			 json_object_get(s, "task_type"), "status",
 			 json_object_get(s, "status"), "provider_used",
@@ -347,8 +356,8 @@ json_t *kiln_webhook_payload(const struct kiln_event *ev)
 	kiln_rfc3339(ev->now_ms, ts);
 	json_array_foreach(json_object_get(wf, "steps"), i, s)
 		json_array_append_new(steps, step_summary(s));
-	p = json_pack("{s:s, s:s, s:s, s:s, s:O, s:s, s:s?, s:O, s:O, s:O,"
-		      " s:O}",
+	p = json_pack("{s:s, s:s, s:s, s:s, s:O?, s:s, s:s?, s:O?, s:O?, s:O?,"
+		      " s:O?}",
 		      "schema_version", KILN_WEBHOOK_SCHEMA_VERSION, "id",
 		      ev->id, "event", ev->type, "timestamp", ts, "job_id",
 		      json_object_get(wf, "id"), "status",
