@@ -352,8 +352,9 @@ static json_t *resolve_input(struct run *r, struct kiln_err *err)
 		if (kiln_mapping_apply(input, m,
 				       json_object_get(results, from ? from : ""),
 				       err) != KILN_OK) {
-			/* The input at fault, for the failure's "field". */
-			if (err != NULL && err->field[0] == '\0')
+			/* The input at fault, for the failure's "field"
+			 * (the message names the field it lacked). */
+			if (err != NULL)
 				snprintf(err->field, sizeof(err->field),
 					 "input_mappings[%zu].to_field", i);
 			json_decref(input);

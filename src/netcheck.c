@@ -209,8 +209,22 @@ static enum kiln_rc check_host(const char *host, struct kiln_err *err)
 	if (len >= sizeof(name))
 		return kiln_err_set(err, KILN_EINVAL, URL_FIELD,
 				    "webhook_url host is too long");
+	/* "localhost." is "localhost": the resolver may not know the
+	 * absolute form, and must not let it through. */
+	while (len > 1 && host[len - 1] == '.')
+		len--;
 	memcpy(name, host, len);
 	name[len] = '\0';
+	/* RFC 6761: localhost and *.localhost are loopback, whatever DNS
+	 * says (and without asking it). */
+	if (strcasecmp(name, "localhost") == 0 ||
+	    (len > 10 && strcasecmp(name + len - 10, ".localhost") == 0))
+		return kiln_err_set(err, KILN_EINVAL, URL_FIELD,
+				    "webhook_url host %s is a loopback or"
+				    " private address; set"
+				    " webhooks.allow_private_networks to allow"
+				    " it",
+				    name);
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;

@@ -551,9 +551,6 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		enum kiln_wf_status before = KILN_WF_FAILED;
 
 		rc = workflow_status(st, wf_id, &before, err);
-		if (rc == KILN_OK)
-			rc = kiln_store_queue_event(st, wf_id, "step.failed",
-						    step_id, &why, err);
 		if (rc != KILN_OK)
 			goto fail;
 		s = kiln_store_stmt(st, sql_fail, err);
@@ -569,6 +566,10 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		 * back to PENDING so a resume schedules them afresh. */
 		if (rc == KILN_OK)
 			rc = exec_id_now(st, sql_unready, wf_id, now, err);
+		/* Queued once the workflow shows the failure too. */
+		if (rc == KILN_OK)
+			rc = kiln_store_queue_event(st, wf_id, "step.failed",
+						    step_id, &why, err);
 		if (rc == KILN_OK && (before == KILN_WF_RUNNING ||
 				      before == KILN_WF_PAUSED))
 			rc = kiln_store_queue_event(st, wf_id,

@@ -20,6 +20,14 @@
 
 /* ---- queueing ---------------------------------------------------------- */
 
+/* schedule_s[0]: how long a new delivery waits for its first attempt. */
+static volatile int64_t first_delay_ms;
+
+void kiln_store_set_first_delivery_delay(int64_t ms)
+{
+	first_delay_ms = ms;
+}
+
 struct hook_target {
 	json_t *url;
 	int suppress_steps;
@@ -75,7 +83,7 @@ static enum kiln_rc insert_delivery(struct kiln_store *st, const char *id,
 		"INSERT INTO webhook_deliveries (id, event, workflow_id,"
 		" step_id, tenant_id, url, endpoint, payload, status,"
 		" next_attempt_at, created_at, updated_at)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9,"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?10, ?9,"
 		" ?9)";
 	const char *url = json_string_value(t->url);
 	char *endpoint = kiln_url_endpoint(url);
@@ -98,6 +106,7 @@ static enum kiln_rc insert_delivery(struct kiln_store *st, const char *id,
 			  SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 8, payload, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 9, now);
+	sqlite3_bind_int64(s, 10, now + first_delay_ms);
 	src = sqlite3_step(s);
 	sqlite3_reset(s);
 	free(endpoint);

@@ -451,6 +451,7 @@ enum kiln_rc kiln_webhooks_start(const struct kiln_config *cfg,
 	rc = kiln_io_start((size_t)w->hc->max_inflight, &w->io, err);
 	if (rc != KILN_OK)
 		goto fail;
+	kiln_store_set_first_delivery_delay(w->hc->schedule_ms[0]);
 	kiln_store_on_delivery(kick, w);
 	if (pthread_create(&w->thread, NULL, dispatcher_main, w) != 0) {
 		kiln_store_on_delivery(NULL, NULL);

@@ -262,6 +262,9 @@ enum kiln_rc kiln_store_running_workflows(struct kiln_store *st,
 /* fn(ctx) runs after every commit that queued webhook deliveries (on the
  * committing thread: keep it short).  Set once, before the engine runs. */
 void kiln_store_on_delivery(void (*fn)(void *ctx), void *ctx);
+/* How long a newly queued delivery waits for its first attempt
+ * (webhooks.schedule_s[0]); 0 until set. */
+void kiln_store_set_first_delivery_delay(int64_t ms);
 
 /*
  * Inside the caller's transaction: queues event type ("workflow.completed",

@@ -10,8 +10,8 @@ PATCH and connect time), the delivery log API (filters, pagination, 422s,
 waiting for their retry or in flight.
 
 Three groups: WebhookEventsTest and WebhookDeliveryTest share one kilnd per
-class (their tests tag their URLs and filter by workflow), WebhookCrashTest
-starts a kilnd per test."""
+class (their tests tag their URLs and filter by workflow);
+WebhookOwnKilndTest starts a kilnd per test."""
 import calendar
 import datetime
 import json
@@ -237,6 +237,8 @@ class WebhookCase(KilnTestCase):
     def assert_payload(self, p, wf, event, status, step_id=None):
         """The fields every payload has, for workflow wf (as GET shows it
         after the event)."""
+        self.assertTrue(PAYLOAD_FIELDS <= set(p), "missing payload keys %s"
+                        % sorted(PAYLOAD_FIELDS - set(p)))
         self.assertEqual(p["schema_version"], "1")
         self.assertRegex(p["id"], MSG_ID_RE)
         self.assertEqual(p["event"], event)
@@ -1069,6 +1071,26 @@ class WebhookDeliveryTest(WebhookCase):
         recs = rcv.records(job_id=wf_id)
         self.assertEqual([r["status"] for r in recs], [200])
 
+    def test_other_statuses(self):
+        """Any 2xx delivers; any other status but 410 (here a 400) is
+        retried through the schedule."""
+        srv, rcv = self.srv, self.rcv
+        w204 = self.hooked("/status/204/other")
+        w400 = self.hooked("/status/400/other")
+        [d] = self.wait_deliveries(srv, w204, 1, timeout=10)
+        self.assert_attempts(self.get_delivery(srv, d["id"]),
+                             [("delivered", 204)])
+        self.assertEqual([r["status"] for r in rcv.records(job_id=w204)],
+                         [204])
+        [d] = self.wait_deliveries(srv, w400, 1, statuses=("failed",),
+                                   timeout=10)
+        detail = self.get_delivery(srv, d["id"])
+        atts = self.assert_attempts(detail, [("failed", 400)] * 3)
+        self.assertEqual([a["error"] for a in atts], ["HTTP 400"] * 3)
+        self.assert_final(detail, "failed", 400, "HTTP 400")
+        self.assertEqual([r["status"] for r in rcv.records(job_id=w400)],
+                         [400] * 3)
+
     def test_secret_rotation(self):
         """secret [A, B]: two signatures, A's then B's."""
         srv, rcv = self.srv, self.rcv
@@ -1156,7 +1178,7 @@ class WebhookDeliveryTest(WebhookCase):
 
 
 # ====================================================================== 3
-class WebhookCrashTest(WebhookCase):
+class WebhookOwnKilndTest(WebhookCase):
     """A kilnd per test: config errors, private addresses, SIGKILL."""
 
     def base_cfg(self, **webhooks):
@@ -1210,7 +1232,11 @@ class WebhookCrashTest(WebhookCase):
         private = ["http://127.0.0.1:9/x", "http://localhost:9/x",
                    "http://10.0.0.1/x", "http://[::1]:9/x",
                    "http://169.254.169.254/latest", "https://192.168.1.1/x",
-                   "http://172.16.0.1/x", "http://0.0.0.0:9/x"]
+                   "http://172.16.0.1/x", "http://0.0.0.0:9/x",
+                   # other spellings of loopback, and other reserved nets
+                   "http://[::ffff:127.0.0.1]:9/x", "http://127.1/x",
+                   "http://2130706433/x", "http://LOCALHOST:9/x",
+                   "http://[fc00::1]/x", "http://100.64.0.1/x"]
         for url in private + ["ftp://hooks.example.test/x"]:
             with self.subTest(create=url):
                 r = srv.request("POST", "/api/v1/workflows?start=false",
@@ -1383,6 +1409,12 @@ class WebhookCrashTest(WebhookCase):
                     "%s was sent before its retry was due" % d["id"])
             self.assertLessEqual(first, max(due[d["id"]], restarted)
                                  + SLACK_S)
+        # the log and its attempts agree, nothing is left in flight
+        self.assertEqual(db_rows(
+            srv, "SELECT d.id FROM webhook_deliveries d WHERE"
+            " d.in_flight_since IS NOT NULL OR d.attempt_count !="
+            " (SELECT count(*) FROM webhook_attempts a"
+            " WHERE a.delivery_id = d.id)"), [])
 
     def test_sigkill_while_attempt_in_flight(self):
         """kill -9 while the receiver holds an attempt: after the restart
@@ -1403,6 +1435,7 @@ class WebhookCrashTest(WebhookCase):
         self.assertEqual(srv.kill(), -9)
         wait_until(lambda: rcv.records()[0]["client_closed"], timeout=3,
                    what="the receiver to see kilnd gone")
+        restarting = time.monotonic()
         srv.start()
         [d] = self.wait_deliveries(srv, wf["id"], 1, timeout=10)
         recs = rcv.records()
@@ -1418,9 +1451,11 @@ class WebhookCrashTest(WebhookCase):
                         atts[0]["error"])
         self.assert_final(detail, "delivered", 200, None)
         self.assertEqual(rcv.answered_2xx(), {d["id"]: 1})
-        # sent again at once, not after the 4 s hold nor schedule_s[1]
-        self.assertLess(recs[1]["arrived"] - recs[0]["client_closed"],
-                        START_SLACK_S)
+        # sent again at once, not after schedule_s[1] (1 s)
+        self.assertLess(recs[1]["arrived"] - restarting, START_SLACK_S)
+        self.assertEqual(db_rows(srv, "SELECT count(*) FROM webhook_attempts"
+                                 " WHERE delivery_id = ?", (d["id"],)),
+                         [(2,)])
 
 
 if __name__ == "__main__":

@@ -188,8 +188,12 @@ static const struct {
 	{"http://[::1]/", 1, NULL},
 	{"http://[::ffff:127.0.0.1]/", 0, "resolves to ::ffff:127.0.0.1"},
 	{"http://[fe80::1%25eth0]/", 0, "resolves to fe80::1"},
-	{"http://localhost/", 0, "resolves to "},
-	{"http://LOCALHOST:8080/hook", 0, "resolves to "},
+	/* RFC 6761 names are loopback without asking the resolver, also in
+	 * their absolute form, which /etc/hosts does not list. */
+	{"http://localhost/", 0, "host localhost is a loopback"},
+	{"http://LocalHost./x", 0, "host LocalHost is a loopback"},
+	{"http://api.localhost:8080/", 0, "host api.localhost is a loopback"},
+	{"http://LOCALHOST:8080/hook", 0, "host LOCALHOST is a loopback"},
 	{"http://localhost/", 1, NULL},
 	{"http://10.1.2.3/", 0, "resolves to 10.1.2.3"},
 	{"https://169.254.169.254/latest/meta-data", 0,
