@@ -297,9 +297,15 @@ static int record(struct kiln_webhooks *w, struct kiln_store *st,
 		free(errors);
 		return -1;
 	}
-	for (s = list; s != NULL; s = s->next, i++)
+	/* An attempt abandoned by a stopping loop stays in flight in the
+	 * store, and is sent again at the next start. */
+	for (s = list; s != NULL; s = s->next) {
+		if (s->is_shutdown)
+			continue;
 		describe(w, s, &a[i], errors[i], sizeof(errors[i]));
-	rc = kiln_store_record_deliveries(st, a, n, &err);
+		i++;
+	}
+	rc = kiln_store_record_deliveries(st, a, i, &err);
 	free(a);
 	free(errors);
 	if (rc != KILN_OK) {
