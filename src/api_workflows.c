@@ -14,44 +14,6 @@
 #include "kiln/netcheck.h"
 #include "kiln/workflow_validate.h"
 
-/* Parses the JSON body; NULL with a 422 in resp when absent or invalid. */
-static json_t *body_or_reply(struct kiln_req *req, struct kiln_resp *resp)
-{
-	json_error_t jerr;
-	json_t *body;
-
-	if (req->body == NULL || req->body_len == 0) {
-		kiln_reply_validation(resp,
-				      json_pack("[{sss[s]ss}]", "type",
-						"missing", "loc", "body", "msg",
-						"Field required"));
-		return NULL;
-	}
-	body = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &jerr);
-	if (body == NULL) {
-		kiln_reply_validation(
-			resp, json_pack("[{sss[sI]sss{ss}}]", "type",
-					"json_invalid", "loc", "body",
-					(json_int_t)jerr.position, "msg",
-					"JSON decode error", "ctx", "error",
-					jerr.text));
-		return NULL;
-	}
-	return body;
-}
-
-/* Checks the {workflow_id} path segment; 422 when not a UUID. */
-static int id_or_reply(struct kiln_req *req, struct kiln_resp *resp)
-{
-	if (kiln_uuid_is_valid(req->path_id))
-		return 0;
-	kiln_reply_validation(
-		resp, json_pack("[{sss[ss]ss}]", "type", "uuid_parsing", "loc",
-				"path", "workflow_id", "msg",
-				"Input should be a valid UUID"));
-	return -1;
-}
-
 /* Answers 200 (or status) with the current WorkflowPublic of id. */
 static void reply_workflow(struct kiln_store *st, struct kiln_req *req,
 			   const char *id, unsigned status,
@@ -87,8 +49,8 @@ static int has_error_at(const json_t *detail, const char *field)
 /* A webhook_url whose host is on a private network is refused (unless the
  * config allows it): callbacks must not become a way into the network
  * kilnd runs in.  Checked again at every connection (DNS rebinding). */
-static void check_webhook_target(struct kiln_req *req, const json_t *body,
-				 json_t *detail)
+void kiln_api_check_webhook_target(struct kiln_req *req, const json_t *body,
+				   json_t *detail)
 {
 	const char *url = json_string_value(json_object_get(body,
 							    "webhook_url"));
@@ -139,11 +101,11 @@ void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 
 	kiln_query_bool(detail, "start", kiln_req_query(req, "start"), 1,
 			&start);
-	body = body_or_reply(req, resp);
+	body = kiln_reply_body(req, resp);
 	if (body == NULL)
 		goto out;
 	wf = kiln_workflow_validate_create(body, req->app->cfg, detail);
-	check_webhook_target(req, body, detail);
+	kiln_api_check_webhook_target(req, body, detail);
 	if (json_array_size(detail) > 0) {
 		kiln_reply_validation(resp, detail);
 		detail = NULL;
@@ -223,7 +185,7 @@ void kiln_api_workflow_get(struct kiln_req *req, struct kiln_resp *resp)
 {
 	struct kiln_store *st;
 
-	if (id_or_reply(req, resp) != 0)
+	if (kiln_reply_uuid(req, resp, "workflow_id") != 0)
 		return;
 	st = kiln_reply_store(resp);
 	if (st != NULL)
@@ -237,13 +199,13 @@ void kiln_api_workflow_patch(struct kiln_req *req, struct kiln_resp *resp)
 	struct kiln_store *st;
 	json_t *body;
 
-	if (id_or_reply(req, resp) != 0)
+	if (kiln_reply_uuid(req, resp, "workflow_id") != 0)
 		goto out;
-	body = body_or_reply(req, resp);
+	body = kiln_reply_body(req, resp);
 	if (body == NULL)
 		goto out;
 	kiln_workflow_validate_update(body, detail);
-	check_webhook_target(req, body, detail);
+	kiln_api_check_webhook_target(req, body, detail);
 	if (json_array_size(detail) > 0) {
 		json_decref(body);
 		kiln_reply_validation(resp, detail);
@@ -271,7 +233,7 @@ static void transition(struct kiln_req *req, struct kiln_resp *resp,
 	struct kiln_store *st;
 	json_t *stopped = NULL;
 
-	if (id_or_reply(req, resp) != 0)
+	if (kiln_reply_uuid(req, resp, "workflow_id") != 0)
 		return;
 	st = kiln_reply_store(resp);
 	if (st == NULL)
@@ -322,7 +284,7 @@ void kiln_api_workflow_cleanup(struct kiln_req *req, struct kiln_resp *resp)
 	kiln_query_bool(detail, "cleanup_tasks",
 			kiln_req_query(req, "cleanup_tasks"), 1,
 			&cleanup_tasks);
-	if (id_or_reply(req, resp) != 0)
+	if (kiln_reply_uuid(req, resp, "workflow_id") != 0)
 		goto out;
 	if (json_array_size(detail) > 0) {
 		kiln_reply_validation(resp, detail);

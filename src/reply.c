@@ -141,3 +141,40 @@ struct kiln_store *kiln_reply_store(struct kiln_resp *resp)
 	}
 	return st;
 }
+
+json_t *kiln_reply_body(struct kiln_req *req, struct kiln_resp *resp)
+{
+	json_error_t jerr;
+	json_t *body;
+
+	if (req->body == NULL || req->body_len == 0) {
+		kiln_reply_validation(resp,
+				      json_pack("[{sss[s]ss}]", "type",
+						"missing", "loc", "body", "msg",
+						"Field required"));
+		return NULL;
+	}
+	body = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &jerr);
+	if (body == NULL) {
+		kiln_reply_validation(
+			resp, json_pack("[{sss[sI]sss{ss}}]", "type",
+					"json_invalid", "loc", "body",
+					(json_int_t)jerr.position, "msg",
+					"JSON decode error", "ctx", "error",
+					jerr.text));
+		return NULL;
+	}
+	return body;
+}
+
+int kiln_reply_uuid(struct kiln_req *req, struct kiln_resp *resp,
+		    const char *name)
+{
+	if (kiln_uuid_is_valid(req->path_id))
+		return 0;
+	kiln_reply_validation(
+		resp, json_pack("[{sss[ss]ss}]", "type", "uuid_parsing", "loc",
+				"path", name, "msg",
+				"Input should be a valid UUID"));
+	return -1;
+}

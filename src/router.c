@@ -19,6 +19,7 @@ struct route {
 
 #define WF "/api/v1/workflows"
 #define WD "/api/v1/webhook-deliveries"
+#define TP "/api/v1/templates"
 
 static const struct route routes[] = {
 	{"GET", "/healthz", 0, kiln_api_healthz},
@@ -33,9 +34,18 @@ static const struct route routes[] = {
 	{"POST", WF "/{id}/resume", 1, kiln_api_workflow_resume},
 	{"POST", WF "/{id}/cleanup", 1, kiln_api_workflow_cleanup},
 	{"GET", "/api/v1/artifacts/{id}/{tail}", 1, kiln_api_artifact_get},
+	{"POST", TP, 1, kiln_api_template_create},
+	{"GET", TP, 1, kiln_api_template_list},
+	{"POST", TP "/preview", 1, kiln_api_template_preview_draft},
+	{"GET", TP "/{id}", 1, kiln_api_template_get},
+	{"PUT", TP "/{id}", 1, kiln_api_template_put},
+	{"DELETE", TP "/{id}", 1, kiln_api_template_archive},
+	{"POST", TP "/{id}/preview", 1, kiln_api_template_preview},
 	{"GET", WD, 1, kiln_api_delivery_list},
 	{"GET", WD "/{id}", 1, kiln_api_delivery_get},
 	{"POST", WD "/{id}/redeliver", 1, kiln_api_delivery_redeliver},
+	{"GET", "/api/v1/catalog/actions", 1, kiln_api_catalog_list},
+	{"GET", "/api/v1/catalog/actions/{id}", 1, kiln_api_catalog_get},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

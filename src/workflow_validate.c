@@ -178,7 +178,7 @@ static size_t check_steps_shape(json_t *detail, const json_t *steps,
 
 /* The graph checks on a well-formed step list. */
 static void check_graph(json_t *detail, const json_t *steps,
-			struct kiln_dag_node *nodes, size_t n)
+			struct kiln_dag_node *nodes, size_t n, int has_inputs)
 {
 	struct kiln_dag_issue issues[32];
 	size_t n_issues, i, k;
@@ -213,6 +213,9 @@ static void check_graph(json_t *detail, const json_t *steps,
 
 			if (a >= 0 && kiln_dag_is_ancestor(nodes, n, (size_t)a,
 							   i))
+				continue;
+			/* A template's steps also map from its run inputs. */
+			if (has_inputs && strcmp(from, KILN_INPUTS_STEP) == 0)
 				continue;
 			loc = loc3("steps", i, "input_mappings");
 			json_array_append_new(loc, json_integer((json_int_t)k));
@@ -300,9 +303,27 @@ static json_t *normalise(const json_t *body, const struct kiln_config *cfg,
 	return wf;
 }
 
+static json_t *validate_create(const json_t *body,
+			       const struct kiln_config *cfg, json_t *detail,
+			       int has_inputs);
+
 json_t *kiln_workflow_validate_create(const json_t *body,
 				      const struct kiln_config *cfg,
 				      json_t *detail)
+{
+	return validate_create(body, cfg, detail, 0);
+}
+
+json_t *kiln_workflow_validate_with_inputs(const json_t *body,
+					   const struct kiln_config *cfg,
+					   json_t *detail)
+{
+	return validate_create(body, cfg, detail, 1);
+}
+
+static json_t *validate_create(const json_t *body,
+			       const struct kiln_config *cfg, json_t *detail,
+			       int has_inputs)
 {
 	json_t *root = json_pack("[s]", "body");
 	json_t *steps, *wf = NULL;
@@ -341,7 +362,7 @@ json_t *kiln_workflow_validate_create(const json_t *body,
 		nodes[i].deps = deps[i];
 		nodes[i].n_deps = json_array_size(d);
 	}
-	check_graph(detail, steps, nodes, n);
+	check_graph(detail, steps, nodes, n, has_inputs);
 	if (json_array_size(detail) == 0)
 		wf = normalise(body, cfg, nodes, n);
 out:

@@ -77,6 +77,13 @@ void kiln_reply_detail(struct kiln_resp *resp, unsigned status,
 void kiln_reply_validation(struct kiln_resp *resp, json_t *detail);
 /* Maps err->code to a status and renders err->msg. */
 void kiln_reply_error(struct kiln_resp *resp, const struct kiln_err *err);
+/* The request's JSON body (owned), or NULL with a 422 in resp when it is
+ * absent or not JSON. */
+json_t *kiln_reply_body(struct kiln_req *req, struct kiln_resp *resp);
+/* 0 if the {id} path segment is a UUID, else -1 with a 422 (loc ["path",
+ * name]) in resp. */
+int kiln_reply_uuid(struct kiln_req *req, struct kiln_resp *resp,
+		    const char *name);
 /* The calling thread's store, or NULL with a 503 already in resp. */
 struct kiln_store *kiln_reply_store(struct kiln_resp *resp);
 /* Queues resp on the connection; frees resp->body. */
@@ -96,9 +103,25 @@ void kiln_api_workflow_pause(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_workflow_resume(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_workflow_cleanup(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_artifact_get(struct kiln_req *req, struct kiln_resp *resp);
+/* Adds a 422 item at ["body", "webhook_url"] to detail when body's
+ * webhook_url targets a private network the config does not allow. */
+void kiln_api_check_webhook_target(struct kiln_req *req, const json_t *body,
+				   json_t *detail);
+void kiln_api_template_create(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_template_list(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_template_get(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_template_put(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_template_archive(struct kiln_req *req,
+			       struct kiln_resp *resp);
+void kiln_api_template_preview(struct kiln_req *req,
+			       struct kiln_resp *resp);
+void kiln_api_template_preview_draft(struct kiln_req *req,
+				     struct kiln_resp *resp);
 void kiln_api_delivery_list(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_delivery_get(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_delivery_redeliver(struct kiln_req *req,
 				 struct kiln_resp *resp);
+void kiln_api_catalog_list(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_catalog_get(struct kiln_req *req, struct kiln_resp *resp);
 
 #endif

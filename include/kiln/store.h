@@ -348,6 +348,54 @@ enum kiln_rc kiln_store_redeliver(struct kiln_store *st, const char *id,
 				  const struct kiln_scope *scope,
 				  struct kiln_err *err) KILN_WARN_UNUSED;
 
+/* ---- templates (store_templates.c) ----------------------------------- */
+
+/* Templates are shaped like the API's TemplatePublic: id, status,
+ * version (the one rendered), latest_version, origin_tenant_id, times,
+ * and the version's definition (name, description, inputs, steps,
+ * config, webhook_url, suppress_subtask_events). */
+
+/* Inserts template id (version 1 of def, a validated definition) for
+ * tenant (NULL: none); *rendered (if not NULL) receives it (owned). */
+enum kiln_rc kiln_store_insert_template(struct kiln_store *st,
+					const char *id, const char *tenant,
+					const json_t *def, json_t **rendered,
+					struct kiln_err *err) KILN_WARN_UNUSED;
+/* Template id at version (0: the latest).  KILN_ENOTFOUND when absent,
+ * out of scope, or without that version. */
+enum kiln_rc kiln_store_get_template(struct kiln_store *st, const char *id,
+				     int64_t version,
+				     const struct kiln_scope *scope,
+				     json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+/* Publishes def as the next version.  KILN_ECONFLICT when archived. */
+enum kiln_rc kiln_store_publish_template(struct kiln_store *st,
+					 const char *id,
+					 const struct kiln_scope *scope,
+					 const json_t *def, json_t **rendered,
+					 struct kiln_err *err) KILN_WARN_UNUSED;
+/* Archives the template (again: no change); its versions stay
+ * readable and running work is untouched. */
+enum kiln_rc kiln_store_archive_template(struct kiln_store *st,
+					 const char *id,
+					 const struct kiln_scope *scope,
+					 json_t **rendered,
+					 struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+struct kiln_tpl_filter {
+	const char *status; /* "ACTIVE" | "ARCHIVED" | NULL = any */
+	const char *name;   /* substring of the name, any case; NULL = any */
+	int64_t offset;
+	int64_t limit;
+};
+/* {"templates": [...], "pagination": {...}}, newest first (owned). */
+enum kiln_rc kiln_store_list_templates(struct kiln_store *st,
+				       const struct kiln_tpl_filter *f,
+				       const struct kiln_scope *scope,
+				       json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
 /* ---- helpers shared by store_*.c (not for other modules) ----------- */
 /* Renders a workflow as kiln_store_get_workflow does, inside the caller's
  * transaction. */

@@ -22,6 +22,15 @@ json_t *kiln_workflow_validate_create(const json_t *body,
 				      const struct kiln_config *cfg,
 				      json_t *detail);
 
+/* The from_step of an input mapping that reads a template run's inputs. */
+#define KILN_INPUTS_STEP "$inputs"
+
+/* kiln_workflow_validate_create for a template's steps, whose input
+ * mappings may also read from_step "$inputs". */
+json_t *kiln_workflow_validate_with_inputs(const json_t *body,
+					   const struct kiln_config *cfg,
+					   json_t *detail);
+
 /* Validates a WorkflowUpdate body; returns 0 or -1 (errors in detail). */
 int kiln_workflow_validate_update(const json_t *body, json_t *detail);
 
