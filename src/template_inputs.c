@@ -140,7 +140,8 @@ static const char *url_fault(const char *url, char *why, size_t size)
 		uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
 	if (uc != CURLUE_OK) {
 		/* pydantic's reasons are in lower case. */
-		n = (size_t)snprintf(why, size, "Input should be a valid URL, ");
+		n = (size_t)snprintf(why, size,
+				     "Input should be a valid URL, ");
 		if (n < size) {
 			kiln_strlcpy(why + n, curl_url_strerror(uc), size - n);
 			why[n] = (char)tolower((unsigned char)why[n]);
@@ -152,8 +153,8 @@ static const char *url_fault(const char *url, char *why, size_t size)
 		if (strcasecmp(scheme, schemes[i]) == 0)
 			break;
 	if (i == N(schemes)) {
-		snprintf(why, size, "URL scheme should be 'http', 'https', 's3'"
-			 " or 'gs'");
+		snprintf(why, size,
+			 "URL scheme should be 'http', 'https', 's3' or 'gs'");
 		type = "url_scheme";
 		goto out;
 	}
@@ -339,7 +340,8 @@ static int check_values(struct errs *e, const json_t *spec_loc,
 		add_error(e, spec_loc, "values", "too_long",
 			  "List should have at most %d items after"
 			  " validation, not %zu",
-			  KILN_INPUTS_ENUM_VALUES_MAX, json_array_size(values));
+			  KILN_INPUTS_ENUM_VALUES_MAX,
+			  json_array_size(values));
 		return 0;
 	}
 	vl = kiln_loc_key(spec_loc, "values");
@@ -666,12 +668,12 @@ static json_t *fail(struct subst *st, const struct frame *f,
 static json_t *fail(struct subst *st, const struct frame *f,
 		    enum kiln_rc code, const char *fmt, ...)
 {
-	/* Twice the field size: a cut in the middle of a character lands
-	 * past what kiln_err_set keeps. */
-	char path[2 * KILN_ERR_FIELD_MAX] = "", msg[KILN_ERR_MSG_MAX];
+	char path[KILN_ERR_FIELD_MAX] = "", msg[KILN_ERR_MSG_MAX];
 	va_list ap;
 
+	/* A path cut short is quoted in msg too, so it must stay UTF-8. */
 	format_path(f, path, sizeof(path));
+	kiln_utf8_trim_tail(path);
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -746,7 +748,7 @@ static json_t *text_of(struct subst *st, const struct frame *f,
 	return text;
 }
 
-/* The replacement for the string s: NULL with st->err set on failure,
+/* The replacement for str: NULL with st->err set on failure,
  * *is_same when it has no placeholder (and the result is NULL). */
 static json_t *fill_string(struct subst *st, const struct frame *f,
 			   const json_t *str, int *is_same)
@@ -848,7 +850,8 @@ static int fill(struct subst *st, const struct frame *f, json_t *v,
 			child.index = i;
 			if (fill_member(st, &child, item, &with, depth) != 0)
 				return -1;
-			if (with != NULL && json_array_set_new(v, i, with) != 0)
+			if (with != NULL &&
+			    json_array_set_new(v, i, with) != 0)
 				goto oom;
 		}
 	}
