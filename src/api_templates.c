@@ -86,7 +86,6 @@ void kiln_api_template_list(struct kiln_req *req, struct kiln_resp *resp)
 {
 	struct kiln_tpl_filter f = {0};
 	json_t *detail = json_array(), *list = NULL;
-	long long limit = 50, offset = 0;
 	struct kiln_err err = {0};
 	struct kiln_store *st;
 
@@ -100,17 +99,14 @@ void kiln_api_template_list(struct kiln_req *req, struct kiln_resp *resp)
 				"Input should be 'ACTIVE' or 'ARCHIVED'");
 		json_decref(loc);
 	}
-	kiln_query_int(detail, "limit", kiln_req_query(req, "limit"), 50, 1,
-		       100, &limit);
-	kiln_query_int(detail, "offset", kiln_req_query(req, "offset"), 0, 0,
-		       INT64_MAX / 2, &offset);
+	kiln_query_page(detail, kiln_req_query(req, "limit"),
+			kiln_req_query(req, "offset"), 100, &f.limit,
+			&f.offset);
 	if (json_array_size(detail) > 0) {
 		kiln_reply_validation(resp, detail);
 		return;
 	}
 	json_decref(detail);
-	f.limit = limit;
-	f.offset = offset;
 	st = kiln_reply_store(resp);
 	if (st == NULL)
 		return;

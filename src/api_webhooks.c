@@ -37,7 +37,6 @@ void kiln_api_delivery_list(struct kiln_req *req, struct kiln_resp *resp)
 	struct kiln_delivery_filter f = {0};
 	json_t *detail = json_array(), *list = NULL;
 	struct kiln_err err = {0};
-	long long limit = 50, offset = 0;
 	struct kiln_store *st;
 
 	f.workflow_id = kiln_req_query(req, "workflow_id");
@@ -57,17 +56,14 @@ void kiln_api_delivery_list(struct kiln_req *req, struct kiln_resp *resp)
 		bad_query(detail, "status", "enum",
 			  "Input should be 'pending', 'delivered' or"
 			  " 'failed'");
-	kiln_query_int(detail, "limit", kiln_req_query(req, "limit"), 50, 1,
-		       100, &limit);
-	kiln_query_int(detail, "offset", kiln_req_query(req, "offset"), 0, 0,
-		       INT64_MAX / 2, &offset);
+	kiln_query_page(detail, kiln_req_query(req, "limit"),
+			kiln_req_query(req, "offset"), 100, &f.limit,
+			&f.offset);
 	if (json_array_size(detail) > 0) {
 		kiln_reply_validation(resp, detail);
 		return;
 	}
 	json_decref(detail);
-	f.limit = limit;
-	f.offset = offset;
 	st = kiln_reply_store(resp);
 	if (st == NULL)
 		return;

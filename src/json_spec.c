@@ -254,3 +254,15 @@ int kiln_query_int(json_t *detail, const char *name, const char *value,
 	*out = v;
 	return 0;
 }
+
+void kiln_query_page(json_t *detail, const char *limit, const char *offset,
+		     long long max_limit, int64_t *limit_out,
+		     int64_t *offset_out)
+{
+	long long l = 50, o = 0;
+
+	kiln_query_int(detail, "limit", limit, 50, 1, max_limit, &l);
+	kiln_query_int(detail, "offset", offset, 0, 0, INT64_MAX / 2, &o);
+	*limit_out = l;
+	*offset_out = o;
+}

@@ -343,6 +343,59 @@ enum kiln_rc kiln_store_begin_read(struct kiln_store *st, struct kiln_err *err)
 	return rc == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, rc, err);
 }
 
+enum kiln_rc kiln_store_page(struct kiln_store *st,
+			     const struct kiln_page_query *q, json_t **out,
+			     struct kiln_err *err)
+{
+	json_t *items = json_array();
+	int64_t total = 0;
+	sqlite3_stmt *s;
+	enum kiln_rc rc;
+	int src;
+
+	rc = kiln_store_begin_read(st, err);
+	if (rc != KILN_OK)
+		goto out;
+	s = kiln_store_stmt(st, q->count_sql, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto out;
+	}
+	q->bind(s, q->ctx);
+	src = sqlite3_step(s);
+	if (src == SQLITE_ROW)
+		total = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (src != SQLITE_ROW) {
+		rc = kiln_store_fail(st, src, err);
+		goto out;
+	}
+	s = kiln_store_stmt(st, q->list_sql, err);
+	if (s == NULL) {
+		rc = err ? err->code : KILN_EIO;
+		goto out;
+	}
+	q->bind(s, q->ctx);
+	sqlite3_bind_int64(s, q->limit_param, q->limit);
+	sqlite3_bind_int64(s, q->limit_param + 1, q->offset);
+	while ((src = sqlite3_step(s)) == SQLITE_ROW)
+		json_array_append_new(items, q->render(s));
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE) {
+		rc = kiln_store_fail(st, src, err);
+		goto out;
+	}
+	*out = json_pack("{s:O, s:{s:I, s:I, s:I, s:b}}", q->key, items,
+			 "pagination", "limit", (json_int_t)q->limit, "offset",
+			 (json_int_t)q->offset, "total", (json_int_t)total,
+			 "has_more",
+			 q->offset + (int64_t)json_array_size(items) < total);
+out:
+	kiln_store_rollback(st);
+	json_decref(items);
+	return rc;
+}
+
 void kiln_store_on_delivery(void (*fn)(void *ctx), void *ctx)
 {
 	delivery_hook_ctx = ctx;

@@ -287,12 +287,18 @@ enum kiln_rc kiln_store_archive_template(struct kiln_store *st,
 	return finish(st, rc, id, rendered, err);
 }
 
-static void bind_filter(sqlite3_stmt *s, const struct kiln_tpl_filter *f,
-			const struct kiln_scope *scope)
+struct tpl_list {
+	const struct kiln_tpl_filter *f;
+	const struct kiln_scope *scope;
+};
+
+static void bind_filter(sqlite3_stmt *s, const void *ctx)
 {
-	kiln_bind_cstr(s, 1, f->status);
-	kiln_bind_cstr(s, 2, f->name);
-	kiln_bind_cstr(s, 3, scope ? scope->tenant : NULL);
+	const struct tpl_list *l = ctx;
+
+	kiln_bind_cstr(s, 1, l->f->status);
+	kiln_bind_cstr(s, 2, l->f->name);
+	kiln_bind_cstr(s, 3, l->scope ? l->scope->tenant : NULL);
 }
 
 enum kiln_rc kiln_store_list_templates(struct kiln_store *st,
@@ -300,51 +306,9 @@ enum kiln_rc kiln_store_list_templates(struct kiln_store *st,
 				       const struct kiln_scope *scope,
 				       json_t **out, struct kiln_err *err)
 {
-	json_t *items = json_array();
-	int64_t total = 0;
-	sqlite3_stmt *s;
-	enum kiln_rc rc;
-	int src;
+	struct tpl_list l = {f, scope};
+	struct kiln_page_query q = {SQL_COUNT, SQL_LIST, bind_filter, &l, 4,
+				    f->limit, f->offset, render, "templates"};
 
-	rc = kiln_store_begin_read(st, err);
-	if (rc != KILN_OK)
-		goto out;
-	s = kiln_store_stmt(st, SQL_COUNT, err);
-	if (s == NULL) {
-		rc = err ? err->code : KILN_EIO;
-		goto out;
-	}
-	bind_filter(s, f, scope);
-	src = sqlite3_step(s);
-	if (src == SQLITE_ROW)
-		total = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (src != SQLITE_ROW) {
-		rc = kiln_store_fail(st, src, err);
-		goto out;
-	}
-	s = kiln_store_stmt(st, SQL_LIST, err);
-	if (s == NULL) {
-		rc = err ? err->code : KILN_EIO;
-		goto out;
-	}
-	bind_filter(s, f, scope);
-	sqlite3_bind_int64(s, 4, f->limit);
-	sqlite3_bind_int64(s, 5, f->offset);
-	while ((src = sqlite3_step(s)) == SQLITE_ROW)
-		json_array_append_new(items, render(s));
-	sqlite3_reset(s);
-	if (src != SQLITE_DONE) {
-		rc = kiln_store_fail(st, src, err);
-		goto out;
-	}
-	*out = json_pack("{s:O, s:{s:I, s:I, s:I, s:b}}", "templates", items,
-			 "pagination", "limit", (json_int_t)f->limit, "offset",
-			 (json_int_t)f->offset, "total", (json_int_t)total,
-			 "has_more",
-			 f->offset + (int64_t)json_array_size(items) < total);
-out:
-	kiln_store_rollback(st);
-	json_decref(items);
-	return rc;
+	return kiln_store_page(st, &q, out, err);
 }

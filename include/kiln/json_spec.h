@@ -62,4 +62,9 @@ int kiln_query_int(json_t *detail, const char *name, const char *value,
 		   long long dflt, long long min, long long max,
 		   long long *out);
 
+/* "limit" (1..max_limit, default 50) and "offset" (default 0). */
+void kiln_query_page(json_t *detail, const char *limit, const char *offset,
+		     long long max_limit, int64_t *limit_out,
+		     int64_t *offset_out);
+
 #endif

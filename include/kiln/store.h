@@ -404,6 +404,23 @@ enum kiln_rc kiln_store_get_workflow_locked(struct kiln_store *st,
 					    const struct kiln_scope *scope,
 					    json_t **out, struct kiln_err *err)
 	KILN_WARN_UNUSED;
+/* A page of a filtered list, in one read transaction: count_sql and
+ * list_sql are bound by bind(s, ctx); list_sql also takes the limit at
+ * ?limit_param and the offset at the next one; each row becomes
+ * render(s).  *out = {key: [...], "pagination": {limit, offset, total,
+ * has_more}} (owned). */
+struct kiln_page_query {
+	const char *count_sql, *list_sql;
+	void (*bind)(sqlite3_stmt *s, const void *ctx);
+	const void *ctx;
+	int limit_param;
+	int64_t limit, offset;
+	json_t *(*render)(sqlite3_stmt *s);
+	const char *key;
+};
+enum kiln_rc kiln_store_page(struct kiln_store *st,
+			     const struct kiln_page_query *q, json_t **out,
+			     struct kiln_err *err) KILN_WARN_UNUSED;
 /* The transaction queued a delivery: kiln_store_commit tells the hook. */
 void kiln_store_mark_delivery_queued(struct kiln_store *st);
 sqlite3 *kiln_store_db(struct kiln_store *st);
