@@ -203,7 +203,7 @@ void kiln_api_template_archive(struct kiln_req *req, struct kiln_resp *resp)
  * from "$inputs" applied and its provider parameters merged; mappings
  * from earlier steps are listed as pending (they need those results). */
 static json_t *step_preview(const json_t *st, const json_t *inputs,
-			    struct kiln_err *err)
+			    size_t *bad_mapping, struct kiln_err *err)
 {
 	json_t *request = json_deep_copy(json_object_get(st, "config"));
 	json_t *pending = json_array(), *m, *v;
@@ -220,8 +220,7 @@ static json_t *step_preview(const json_t *st, const json_t *inputs,
 			continue;
 		}
 		if (kiln_mapping_apply(request, m, inputs, err) != KILN_OK) {
-			snprintf(err->field, sizeof(err->field),
-				 "input_mappings[%zu].from_field", i);
+			*bad_mapping = i;
 			json_decref(request);
 			json_decref(pending);
 			return NULL;
@@ -247,6 +246,7 @@ static void reply_preview(struct kiln_req *req, const json_t *tpl_info,
 	json_t *detail = json_array(), *loc = json_pack("[ss]", "body",
 							"inputs");
 	json_t *inputs, *wf_body = NULL, *wf = NULL, *steps = NULL, *st;
+	json_t *later = json_array();
 	struct kiln_err err = {0};
 	size_t i;
 
@@ -262,23 +262,31 @@ static void reply_preview(struct kiln_req *req, const json_t *tpl_info,
 		json_object_set_new(wf_body, "origin_instance",
 				    json_string("preview"));
 		wf = kiln_workflow_validate_with_inputs(wf_body,
-							req->app->cfg, detail);
+							req->app->cfg, later);
 	}
 	steps = json_array();
 	json_array_foreach(json_object_get(wf, "steps"), i, st) {
-		json_t *p = step_preview(st, inputs, &err);
+		size_t k = 0;
+		json_t *p = step_preview(st, inputs, &k, &err);
 
 		if (p == NULL) {
-			json_t *at = json_pack("[ssIs]", "body", "steps",
-					       (json_int_t)i, err.field);
+			json_t *at = json_pack("[ssIsIs]", "body", "steps",
+					       (json_int_t)i, "input_mappings",
+					       (json_int_t)k, "from_field");
 
-			kiln_detail_add(detail, at, "value_error",
+			kiln_detail_add(later, at, "value_error",
 					"Value error, %s", err.msg);
 			json_decref(at);
 			continue;
 		}
 		json_array_append_new(steps, p);
 	}
+	/* Faults of the steps are where the definition is: under
+	 * "definition" for a draft. */
+	if (tpl_info == NULL)
+		nest_locs(later, "definition");
+	json_array_extend(detail, later);
+	json_decref(later);
 	if (json_array_size(detail) > 0) {
 		kiln_reply_validation(resp, detail);
 		detail = NULL;

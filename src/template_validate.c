@@ -7,6 +7,7 @@
  * makes workflows that validate; what is added here is the input schema
  * and that every input the steps use is declared.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "kiln/json_spec.h"
@@ -39,6 +40,39 @@ static void check_steps(const json_t *body, const struct kiln_config *cfg,
 	json_decref(as_wf);
 }
 
+/* The values placeholders may fill: each step's config and provider
+ * parameters, and the template's config. */
+static const char *const fillable[] = {"config", "provider_config",
+				       "fallback_provider_config"};
+
+/* A step without its fillable values: no placeholder may be left. */
+static void check_unfillable(const json_t *steps, json_t *detail)
+{
+	size_t i, k;
+	json_t *st;
+
+	json_array_foreach(steps, i, st) {
+		json_t *rest = json_deep_copy(st), *used, *loc;
+
+		for (k = 0; k < N(fillable); k++)
+			json_object_del(rest, fillable[k]);
+		used = kiln_inputs_used(rest);
+		if (json_array_size(used) > 0) {
+			loc = json_pack("[ssI]", "body", "steps",
+					(json_int_t)i);
+			kiln_detail_add(detail, loc, "value_error",
+					"Value error, {{inputs.%s}} is only"
+					" allowed in config, provider_config"
+					" and fallback_provider_config",
+					json_string_value(
+						json_array_get(used, 0)));
+			json_decref(loc);
+		}
+		json_decref(used);
+		json_decref(rest);
+	}
+}
+
 /* Every {{inputs.NAME}} of the steps and config is declared. */
 static void check_used(const json_t *body, const json_t *inputs,
 		       json_t *detail)
@@ -65,8 +99,8 @@ static void check_used(const json_t *body, const json_t *inputs,
 	json_decref(both);
 }
 
-/* The input a "$inputs" mapping reads: its from_field up to the first
- * "." or "[". */
+/* The input a "$inputs" mapping reads: its from_field (a key), or the
+ * first token of it as a JSON Pointer ("/asset/url"). */
 static void check_input_mappings(const json_t *steps, const json_t *inputs,
 				 json_t *detail)
 {
@@ -87,13 +121,20 @@ static void check_input_mappings(const json_t *steps, const json_t *inputs,
 			if (from == NULL || field == NULL ||
 			    strcmp(from, KILN_INPUTS_STEP) != 0)
 				continue;
-			n = strcspn(field, ".[");
+			if (field[0] == '/')
+				field++;
+			n = field == json_string_value(json_object_get(
+						m, "from_field"))
+				    ? strlen(field)
+				    : strcspn(field, "/");
 			if (n < sizeof(name)) {
 				memcpy(name, field, n);
 				name[n] = '\0';
 				if (json_object_get(inputs, name) != NULL)
 					continue;
 			}
+			field = json_string_value(
+				json_object_get(m, "from_field"));
 			loc = json_pack("[ssIsIs]", "body", "steps",
 					(json_int_t)i, "input_mappings",
 					(json_int_t)k, "from_field");
@@ -154,6 +195,7 @@ json_t *kiln_template_validate(const json_t *body,
 	steps = json_object_get(body, "steps");
 	if (json_is_array(steps) && json_array_size(steps) > 0) {
 		check_steps(body, cfg, detail);
+		check_unfillable(steps, detail);
 		check_used(body, inputs, detail);
 		check_input_mappings(steps, inputs, detail);
 	}
@@ -171,13 +213,39 @@ json_t *kiln_template_validate(const json_t *body,
 	return def;
 }
 
+/* The steps with their fillable values substituted. */
+static json_t *fill_steps(const json_t *steps, const json_t *inputs,
+			  struct kiln_err *err)
+{
+	json_t *out = json_deep_copy(steps), *st;
+	char path[96];
+	size_t i, k;
+
+	json_array_foreach(out, i, st) {
+		for (k = 0; k < N(fillable); k++) {
+			json_t *v = json_object_get(st, fillable[k]), *filled;
+
+			if (v == NULL)
+				continue;
+			snprintf(path, sizeof(path), "steps[%zu].%s", i,
+				 fillable[k]);
+			filled = kiln_inputs_substitute(v, inputs, path, err);
+			if (filled == NULL) {
+				json_decref(out);
+				return NULL;
+			}
+			json_object_set_new(st, fillable[k], filled);
+		}
+	}
+	return out;
+}
+
 json_t *kiln_template_instantiate(const json_t *definition,
 				  const json_t *inputs, struct kiln_err *err)
 {
 	json_t *steps, *config, *wf;
 
-	steps = kiln_inputs_substitute(json_object_get(definition, "steps"),
-				       inputs, "steps", err);
+	steps = fill_steps(json_object_get(definition, "steps"), inputs, err);
 	if (steps == NULL)
 		return NULL;
 	config = kiln_inputs_substitute(json_object_get(definition,
