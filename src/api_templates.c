@@ -46,8 +46,10 @@ static json_t *definition_or_reply(struct kiln_req *req, const json_t *body,
 	json_t *def = kiln_template_validate(body, req->app->cfg, detail);
 
 	kiln_api_check_webhook_target(req, body, detail);
-	if (json_array_size(detail) == 0)
+	if (json_array_size(detail) == 0) {
+		json_decref(detail);
 		return def;
+	}
 	json_decref(def);
 	if (nested != NULL)
 		nest_locs(detail, nested);
