@@ -206,6 +206,29 @@ static enum kiln_rc read_head(struct kiln_store *st, const char *id,
 	return src == SQLITE_ROW ? KILN_OK : kiln_store_fail(st, src, err);
 }
 
+/* Runs sql on the templates row: ?1 id, ?5 now, and with def ?2 version,
+ * ?3 name, ?4 description. */
+static enum kiln_rc update_head(struct kiln_store *st, const char *sql,
+				const char *id, int64_t now, int64_t version,
+				const json_t *def, struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+	int src;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 5, now);
+	if (def != NULL) {
+		sqlite3_bind_int64(s, 2, version);
+		kiln_bind_str(s, 3, json_object_get(def, "name"));
+		kiln_bind_str(s, 4, json_object_get(def, "description"));
+	}
+	src = sqlite3_step(s);
+	sqlite3_reset(s);
+	return src == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, src, err);
+}
+
 enum kiln_rc kiln_store_publish_template(struct kiln_store *st,
 					 const char *id,
 					 const struct kiln_scope *scope,
@@ -216,8 +239,7 @@ enum kiln_rc kiln_store_publish_template(struct kiln_store *st,
 		"UPDATE templates SET version = ?2, name = ?3,"
 		" description = ?4, updated_at = ?5 WHERE id = ?1";
 	int64_t now = kiln_now_ms(), version = 0;
-	int archived = 0, src;
-	sqlite3_stmt *s;
+	int archived = 0;
 	enum kiln_rc rc;
 
 	if (rendered != NULL)
@@ -233,21 +255,8 @@ enum kiln_rc kiln_store_publish_template(struct kiln_store *st,
 				  id);
 	if (rc == KILN_OK)
 		rc = insert_version(st, id, version + 1, def, now, err);
-	if (rc == KILN_OK) {
-		s = kiln_store_stmt(st, sql, err);
-		if (s == NULL)
-			return finish(st, err ? err->code : KILN_EIO, id,
-				      rendered, err);
-		sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(s, 2, version + 1);
-		kiln_bind_str(s, 3, json_object_get(def, "name"));
-		kiln_bind_str(s, 4, json_object_get(def, "description"));
-		sqlite3_bind_int64(s, 5, now);
-		src = sqlite3_step(s);
-		sqlite3_reset(s);
-		if (src != SQLITE_DONE)
-			rc = kiln_store_fail(st, src, err);
-	}
+	if (rc == KILN_OK)
+		rc = update_head(st, sql, id, now, version + 1, def, err);
 	return finish(st, rc, id, rendered, err);
 }
 
@@ -258,11 +267,10 @@ enum kiln_rc kiln_store_archive_template(struct kiln_store *st,
 					 struct kiln_err *err)
 {
 	static const char sql[] =
-		"UPDATE templates SET status = 'ARCHIVED', archived_at = ?2,"
-		" updated_at = ?2 WHERE id = ?1 AND status = 'ACTIVE'";
+		"UPDATE templates SET status = 'ARCHIVED', archived_at = ?5,"
+		" updated_at = ?5 WHERE id = ?1 AND status = 'ACTIVE'";
 	int64_t now = kiln_now_ms(), version = 0;
-	int archived = 0, src;
-	sqlite3_stmt *s;
+	int archived = 0;
 	enum kiln_rc rc;
 
 	if (rendered != NULL)
@@ -272,18 +280,8 @@ enum kiln_rc kiln_store_archive_template(struct kiln_store *st,
 		return rc;
 	/* Archiving twice is not an error: the answer is the same. */
 	rc = read_head(st, id, scope, &archived, &version, err);
-	if (rc == KILN_OK && !archived) {
-		s = kiln_store_stmt(st, sql, err);
-		if (s == NULL)
-			return finish(st, err ? err->code : KILN_EIO, id,
-				      rendered, err);
-		sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(s, 2, now);
-		src = sqlite3_step(s);
-		sqlite3_reset(s);
-		if (src != SQLITE_DONE)
-			rc = kiln_store_fail(st, src, err);
-	}
+	if (rc == KILN_OK && !archived)
+		rc = update_head(st, sql, id, now, 0, NULL, err);
 	return finish(st, rc, id, rendered, err);
 }
 
