@@ -466,7 +466,8 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		"   ELSE active_provider_capabilities END,"
 		" attempts = " END_ATTEMPT
 		" WHERE id = ?1 AND task_id = ?2 AND status = 'RUNNING'"
-		" RETURNING workflow_id, step_id";
+		" RETURNING workflow_id, step_id, (SELECT w.webhook_url IS NOT"
+		"   NULL FROM workflows w WHERE w.id = workflow_id)";
 	static const char sql_count[] =
 		"UPDATE workflows SET completed_steps = completed_steps + 1,"
 		" updated_at = ?2 WHERE id = ?1";
@@ -487,6 +488,7 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	int64_t now = kiln_now_ms();
 	char wf_id[KILN_UUID_LEN] = "";
 	char step_id[512] = ""; /* ids are at most 100 characters */
+	int has_hook = 0;
 	char *wf_error = NULL;
 	sqlite3_stmt *s;
 	enum kiln_rc rc;
@@ -515,6 +517,9 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		kiln_strlcpy(wf_id, (const char *)sqlite3_column_text(s, 0),
 			     sizeof(wf_id));
 		kiln_strlcpy(step_id, sid, sizeof(step_id));
+		/* Step ends are the hot path: without a webhook_url no
+		 * event is rendered or even looked up. */
+		has_hook = sqlite3_column_int(s, 2);
 		if (!ok) {
 			len = strlen(sid) + strlen(error_message) + 32;
 			wf_error = malloc(len);
@@ -537,7 +542,7 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	}
 	if (ok) {
 		rc = exec_id_now(st, sql_count, wf_id, now, err);
-		if (rc == KILN_OK)
+		if (rc == KILN_OK && has_hook)
 			rc = kiln_store_queue_event(st, wf_id, "step.completed",
 						    step_id, NULL, err);
 		/* What the result lets run, in the same transaction. */
@@ -567,11 +572,11 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 		if (rc == KILN_OK)
 			rc = exec_id_now(st, sql_unready, wf_id, now, err);
 		/* Queued once the workflow shows the failure too. */
-		if (rc == KILN_OK)
+		if (rc == KILN_OK && has_hook)
 			rc = kiln_store_queue_event(st, wf_id, "step.failed",
 						    step_id, &why, err);
-		if (rc == KILN_OK && (before == KILN_WF_RUNNING ||
-				      before == KILN_WF_PAUSED))
+		if (rc == KILN_OK && has_hook &&
+		    (before == KILN_WF_RUNNING || before == KILN_WF_PAUSED))
 			rc = kiln_store_queue_event(st, wf_id,
 						    "workflow.failed", step_id,
 						    &why, err);
