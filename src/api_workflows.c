@@ -69,8 +69,8 @@ void kiln_api_check_webhook_target(struct kiln_req *req, const json_t *body,
 }
 
 /* A tenant's token creates only for its own tenant. */
-static int tenant_or_reply(struct kiln_req *req, json_t *wf,
-			   struct kiln_resp *resp)
+int kiln_api_tenant_or_reply(struct kiln_req *req, json_t *wf,
+			     struct kiln_resp *resp)
 {
 	const char *asked;
 
@@ -111,7 +111,7 @@ void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 		detail = NULL;
 		goto out;
 	}
-	if (tenant_or_reply(req, wf, resp) != 0)
+	if (kiln_api_tenant_or_reply(req, wf, resp) != 0)
 		goto out;
 	st = kiln_reply_store(resp);
 	if (st == NULL)

@@ -300,6 +300,8 @@ enum kiln_rc kiln_config_init_defaults(struct kiln_config *cfg,
 	cfg->max_connections = 1024;
 	cfg->max_connections_per_ip = 256;
 	cfg->max_inflight = 10000;
+	cfg->batch_max_body_bytes = KILN_DEFAULT_BATCH_MAX_BODY_BYTES;
+	cfg->batch_max_running = 1000;
 	cfg->listen_host = strdup("127.0.0.1");
 	cfg->data_dir = strdup(KILN_DEFAULT_DATA_DIR);
 	if (cfg->listen_host == NULL || cfg->data_dir == NULL)
@@ -495,6 +497,10 @@ static const struct int_key {
 	 offsetof(struct kiln_config, max_connections_per_ip)},
 	{"max_inflight", 1, 1000000, INT_FIELD,
 	 offsetof(struct kiln_config, max_inflight)},
+	{"batch_max_body_bytes", 1024, 1073741824, SIZE_FIELD,
+	 offsetof(struct kiln_config, batch_max_body_bytes)},
+	{"batch_max_running", 1, 1000000, INT_FIELD,
+	 offsetof(struct kiln_config, batch_max_running)},
 };
 
 static enum kiln_rc apply_int_key(struct kiln_config *cfg,

@@ -28,6 +28,13 @@ struct req_state {
 	size_t len, cap;
 	int is_too_big;
 	int has_responded;
+	/* A waiting answer (kiln_resp.wait_*), and who asked for it. */
+	void (*wait_render)(struct kiln_req *req, struct kiln_resp *resp);
+	char wait_id[KILN_UUID_LEN];
+	int64_t wait_until_ms;
+	int is_replay;
+	int has_tenant;
+	char tenant[KILN_TENANT_MAX + 1];
 };
 
 const char *kiln_req_query(const struct kiln_req *req, const char *name)
@@ -81,13 +88,56 @@ static int append_body(struct req_state *rs, const char *data, size_t n)
 	return 0;
 }
 
+/* A waiting answer's connection was resumed: render it again, as the
+ * principal that asked. */
+static void wake(struct kiln_http *h, struct req_state *rs,
+		 struct kiln_req *req, struct kiln_resp *resp)
+{
+	req->path_id = rs->wait_id;
+	req->is_waking = 1;
+	req->wait_until_ms = rs->wait_until_ms;
+	req->wait_expired = kiln_now_ms() >= rs->wait_until_ms ||
+			    kiln_waits_stopping(h->app->waits);
+	req->is_replay = rs->is_replay;
+	req->principal.has_tenant = rs->has_tenant;
+	if (rs->has_tenant)
+		kiln_strlcpy(req->principal.tenant, rs->tenant,
+			     sizeof(req->principal.tenant));
+	req->scope.tenant = rs->has_tenant ? req->principal.tenant : NULL;
+	rs->wait_render(req, resp);
+}
+
+/* Suspends the connection until the workflow resp waits for ends. */
+static enum MHD_Result suspend(struct kiln_http *h, struct req_state *rs,
+			       const struct kiln_req *req,
+			       struct kiln_resp *resp)
+{
+	rs->wait_render = resp->wait_render;
+	kiln_strlcpy(rs->wait_id, resp->wait_id, sizeof(rs->wait_id));
+	rs->wait_until_ms = resp->wait_until_ms;
+	rs->is_replay = resp->is_replay;
+	rs->has_tenant = req->principal.has_tenant;
+	if (rs->has_tenant)
+		kiln_strlcpy(rs->tenant, req->principal.tenant,
+			     sizeof(rs->tenant));
+	json_decref(resp->body);
+	MHD_suspend_connection(req->conn);
+	kiln_waits_add(h->app->waits, req->conn, rs->wait_id,
+		       rs->wait_until_ms, resp->wait_seq);
+	return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				  const char *url, const char *method,
 				  const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
 {
 	struct kiln_http *h = cls;
-	size_t limit = h->app->cfg->max_body_bytes;
+	/* A batch carries its assets: it has a cap of its own. */
+	size_t limit = strcmp(method, "POST") == 0 &&
+				       strcmp(url, "/api/v1/batches") == 0
+			       ? h->app->cfg->batch_max_body_bytes
+			       : h->app->cfg->max_body_bytes;
 	struct req_state *rs = *con_cls;
 	struct kiln_resp resp = {0};
 	struct kiln_req req = {0};
@@ -143,7 +193,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	req.path = url;
 	req.body = rs->body;
 	req.body_len = rs->len;
-	kiln_router_dispatch(&req, &resp);
+	if (rs->wait_render != NULL)
+		wake(h, rs, &req, &resp);
+	else
+		kiln_router_dispatch(&req, &resp);
+	if (resp.wait_render != NULL)
+		return suspend(h, rs, &req, &resp);
 	kiln_log(KILN_LOG_DEBUG, "%s %s -> %u", method, url, resp.status);
 	return kiln_reply_send(conn, &resp);
 }
@@ -169,6 +224,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	kiln_log(KILN_LOG_WARN, "http: %s", msg);
 }
 
+static void stop_waits(struct kiln_app *app)
+{
+	kiln_waits_stop(app->waits);
+	kiln_waits_free(app->waits);
+	app->waits = NULL;
+}
+
 enum kiln_rc kiln_http_start(struct kiln_app *app, struct kiln_http **out,
 			     int *bound_port, struct kiln_err *err)
 {
@@ -177,7 +239,7 @@ enum kiln_rc kiln_http_start(struct kiln_app *app, struct kiln_http **out,
 	struct kiln_http *h;
 	const union MHD_DaemonInfo *info;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
-			 MHD_USE_ERROR_LOG;
+			 MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 	char port[8];
 	int rc;
 
@@ -185,12 +247,18 @@ enum kiln_rc kiln_http_start(struct kiln_app *app, struct kiln_http **out,
 	if (h == NULL)
 		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
 	h->app = app;
+	app->waits = kiln_waits_start(err);
+	if (app->waits == NULL) {
+		free(h);
+		return err ? err->code : KILN_EIO;
+	}
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	snprintf(port, sizeof(port), "%d", cfg->listen_port);
 	rc = getaddrinfo(cfg->listen_host, port, &hints, &ai);
 	if (rc != 0) {
+		stop_waits(app);
 		free(h);
 		return kiln_err_set(err, KILN_EINVAL, "listen",
 				    "cannot resolve %s: %s", cfg->listen_host,
@@ -215,6 +283,7 @@ enum kiln_rc kiln_http_start(struct kiln_app *app, struct kiln_http **out,
 		MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (h->daemon == NULL) {
+		stop_waits(app);
 		free(h);
 		return kiln_err_set(err, KILN_EIO, "listen",
 				    "cannot listen on %s:%d",
@@ -230,6 +299,11 @@ void kiln_http_stop(struct kiln_http *h)
 {
 	if (h == NULL)
 		return;
+	/* Waiting connections answer first: MHD must not stop with
+	 * suspended ones. */
+	kiln_waits_stop(h->app->waits);
 	MHD_stop_daemon(h->daemon);
+	kiln_waits_free(h->app->waits);
+	h->app->waits = NULL;
 	free(h);
 }

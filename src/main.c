@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "kiln/auth.h"
+#include "kiln/batch_sched.h"
 #include "kiln/config.h"
 #include "kiln/engine.h"
 #include "kiln/http.h"
@@ -322,6 +323,7 @@ static int run_daemon(const struct cli *cli)
 	struct kiln_config cfg = {0};
 	struct kiln_err err = {0};
 	struct kiln_engine *engine = NULL;
+	struct kiln_batch_sched *batches = NULL;
 	struct kiln_webhooks *hooks = NULL;
 	struct kiln_http *http = NULL;
 	struct kiln_app app = {0};
@@ -372,12 +374,16 @@ static int run_daemon(const struct cli *cli)
 		kiln_log(KILN_LOG_ERROR, "engine: %s", err.msg);
 		goto out_hooks;
 	}
+	if (kiln_batch_sched_start(&cfg, engine, &batches, &err) != KILN_OK) {
+		kiln_log(KILN_LOG_ERROR, "batches: %s", err.msg);
+		goto out_engine;
+	}
 	app.cfg = &cfg;
 	app.jwt_secret = secret;
 	app.engine = engine;
 	if (kiln_http_start(&app, &http, &port, &err) != KILN_OK) {
 		kiln_log(KILN_LOG_ERROR, "%s", err.msg);
-		goto out_engine;
+		goto out_batches;
 	}
 	kiln_log(KILN_LOG_INFO,
 		 "kilnd %s listening on %s%s%s:%d (data dir %s, %d workers)",
@@ -390,6 +396,8 @@ static int run_daemon(const struct cli *cli)
 	kiln_log(KILN_LOG_INFO, "received signal %d, shutting down", sig);
 	kiln_http_stop(http);
 	rc = EXIT_SUCCESS;
+out_batches:
+	kiln_batch_sched_stop(batches);
 out_engine:
 	kiln_engine_stop(engine);
 out_hooks:

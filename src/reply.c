@@ -78,6 +78,37 @@ void kiln_reply_error(struct kiln_resp *resp, const struct kiln_err *err)
 	}
 }
 
+void kiln_reply_invalid_input(struct kiln_resp *resp, json_t *detail)
+{
+	size_t i, j;
+	json_t *d, *part;
+
+	json_array_foreach(detail, i, d) {
+		char field[512] = "";
+		size_t n = 0;
+
+		json_array_foreach(json_object_get(d, "loc"), j, part) {
+			int w = 0;
+
+			if (j == 0 || n >= sizeof(field))
+				continue;
+			if (json_is_integer(part))
+				w = snprintf(field + n, sizeof(field) - n,
+					     "[%lld]",
+					     (long long)json_integer_value(part));
+			else if (json_is_string(part))
+				w = snprintf(field + n, sizeof(field) - n,
+					     "%s%s", n ? "." : "",
+					     json_string_value(part));
+			n += w > 0 ? (size_t)w : 0;
+		}
+		json_object_set_new(d, "error_code",
+				    json_string("INVALID_INPUT"));
+		json_object_set_new(d, "field", json_string(field));
+	}
+	kiln_reply_validation(resp, detail);
+}
+
 enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
 				struct kiln_resp *resp)
 {
@@ -125,6 +156,8 @@ enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
 		snprintf(num, sizeof(num), "%d", resp->retry_after_s);
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
 	}
+	if (resp->is_replay)
+		MHD_add_response_header(r, "Idempotent-Replayed", "true");
 	ret = MHD_queue_response(conn, resp->status ? resp->status : 500, r);
 	MHD_destroy_response(r);
 	return ret;

@@ -20,6 +20,8 @@ struct route {
 #define WF "/api/v1/workflows"
 #define WD "/api/v1/webhook-deliveries"
 #define TP "/api/v1/templates"
+#define RN "/api/v1/runs"
+#define BT "/api/v1/batches"
 
 static const struct route routes[] = {
 	{"GET", "/healthz", 0, kiln_api_healthz},
@@ -41,6 +43,9 @@ static const struct route routes[] = {
 	{"PUT", TP "/{id}", 1, kiln_api_template_put},
 	{"DELETE", TP "/{id}", 1, kiln_api_template_archive},
 	{"POST", TP "/{id}/preview", 1, kiln_api_template_preview},
+	{"POST", TP "/{id}/run", 1, kiln_api_template_run},
+	{"GET", RN "/{id}", 1, kiln_api_run_get},
+	{"POST", RN "/{id}/cancel", 1, kiln_api_run_cancel},
 	{"GET", WD, 1, kiln_api_delivery_list},
 	{"GET", WD "/{id}", 1, kiln_api_delivery_get},
 	{"POST", WD "/{id}/redeliver", 1, kiln_api_delivery_redeliver},

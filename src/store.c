@@ -36,6 +36,12 @@ struct kiln_store {
 	size_t n_stmts;
 	int holds_writer; /* this connection holds writer_lock */
 	int queued_delivery; /* this transaction queued a webhook delivery */
+	/* Workflows this transaction ended (for waiting runs), and whether
+	 * it changed what batches may start. */
+	char ended[KILN_STORE_ENDED_MAX][KILN_UUID_LEN];
+	size_t n_ended;
+	int ended_overflow;
+	int batches_changed;
 };
 
 /* One writer at a time inside this process.  SQLite's busy handler waits
@@ -48,6 +54,12 @@ static char *db_path;
 /* Who is told that a commit queued webhook deliveries (the dispatcher). */
 static void (*volatile delivery_hook)(void *ctx);
 static void *volatile delivery_hook_ctx;
+/* Who is told that workflows ended (waiting runs) or batches changed (the
+ * batch scheduler). */
+static void (*volatile ended_hook)(void *ctx, const char *wf_id);
+static void *volatile ended_hook_ctx;
+static void (*volatile batch_hook)(void *ctx);
+static void *volatile batch_hook_ctx;
 /* Set while store_checkpoint.c checkpoints in the background: new
  * connections then leave the WAL to it instead of checkpointing inside
  * the commit that crosses the threshold (with the writer lock held). */
@@ -312,14 +324,27 @@ enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
 {
 	enum kiln_rc rc = exec_simple(st, "COMMIT", err);
 	int queued = st->queued_delivery;
+	int batches = st->batches_changed;
+	size_t i;
 
 	if (rc != KILN_OK)
 		kiln_store_rollback(st);
 	st->queued_delivery = 0;
+	st->batches_changed = 0;
 	release_writer(st);
-	/* Told only once the rows are committed, so it finds them. */
+	/* Told only once the rows are committed, so they find them. */
 	if (rc == KILN_OK && queued && delivery_hook != NULL)
 		delivery_hook(delivery_hook_ctx);
+	if (rc == KILN_OK && ended_hook != NULL) {
+		for (i = 0; i < st->n_ended; i++)
+			ended_hook(ended_hook_ctx, st->ended[i]);
+		if (st->ended_overflow)
+			ended_hook(ended_hook_ctx, NULL);
+	}
+	if (rc == KILN_OK && batches && batch_hook != NULL)
+		batch_hook(batch_hook_ctx);
+	st->n_ended = 0;
+	st->ended_overflow = 0;
 	return rc;
 }
 
@@ -328,6 +353,9 @@ void kiln_store_rollback(struct kiln_store *st)
 	if (!sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	st->queued_delivery = 0;
+	st->batches_changed = 0;
+	st->n_ended = 0;
+	st->ended_overflow = 0;
 	release_writer(st);
 }
 
@@ -405,4 +433,30 @@ void kiln_store_on_delivery(void (*fn)(void *ctx), void *ctx)
 void kiln_store_mark_delivery_queued(struct kiln_store *st)
 {
 	st->queued_delivery = 1;
+}
+
+void kiln_store_on_workflow_end(void (*fn)(void *ctx, const char *wf_id),
+				void *ctx)
+{
+	ended_hook_ctx = ctx;
+	ended_hook = fn;
+}
+
+void kiln_store_on_batch_change(void (*fn)(void *ctx), void *ctx)
+{
+	batch_hook_ctx = ctx;
+	batch_hook = fn;
+}
+
+void kiln_store_mark_workflow_ended(struct kiln_store *st, const char *wf_id)
+{
+	if (st->n_ended < KILN_STORE_ENDED_MAX)
+		kiln_strlcpy(st->ended[st->n_ended++], wf_id, KILN_UUID_LEN);
+	else
+		st->ended_overflow = 1;
+}
+
+void kiln_store_mark_batches_changed(struct kiln_store *st)
+{
+	st->batches_changed = 1;
 }

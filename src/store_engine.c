@@ -15,6 +15,7 @@
 #include "kiln/dag.h"
 #include "kiln/store.h"
 #include "kiln/webhook_event.h"
+#include "kiln/workflow_validate.h"
 #include "store_row.h"
 
 static enum kiln_rc step_done(struct kiln_store *st, sqlite3_stmt *s,
@@ -204,10 +205,14 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st, const char *wf_id,
 		n_done += g.status[i] == KILN_STEP_COMPLETED;
 	if (n_done == g.n) {
 		rc = exec_id_now(st, sql_complete, wf_id, now, err);
-		if (rc == KILN_OK && sqlite3_changes(kiln_store_db(st)) > 0)
+		if (rc == KILN_OK && sqlite3_changes(kiln_store_db(st)) > 0) {
 			rc = kiln_store_queue_event(st, wf_id,
 						    "workflow.completed", NULL,
 						    NULL, err);
+			if (rc == KILN_OK)
+				rc = kiln_store_workflow_ended(st, wf_id, NULL,
+							       err);
+		}
 		goto out;
 	}
 	rc = mark_ready(st, &g, now, err);
@@ -312,7 +317,9 @@ enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 		" provider_retries, provider_config, fallback_provider_type,"
 		" fallback_provider_config, job, next_attempt_at,"
 		" first_started_at, json_array_length(attempts),"
-		" json_extract(attempts, '$[#-1].outcome')"
+		" json_extract(attempts, '$[#-1].outcome'),"
+		" (SELECT run_inputs FROM workflows w"
+		"  WHERE w.id = steps.workflow_id)"
 		" FROM steps WHERE id = ?1";
 	static const char sql_results[] =
 		"SELECT step_id, result FROM steps WHERE workflow_id = ?1"
@@ -337,6 +344,12 @@ enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 	json_object_set_new(claim, "uuid", json_string(step_uuid));
 	kiln_row_set(claim, s, CLAIM_ROW,
 		     sizeof(CLAIM_ROW) / sizeof(CLAIM_ROW[0]));
+	/* A run's inputs are what mappings from "$inputs" read. */
+	results = json_object();
+	json_object_set_new(claim, "results", results);
+	if (sqlite3_column_type(s, 20) != SQLITE_NULL)
+		json_object_set_new(results, KILN_INPUTS_STEP,
+				    kiln_col_json(s, 20));
 	sqlite3_reset(s);
 
 	s = kiln_store_stmt(st, sql_results, err);
@@ -348,8 +361,6 @@ enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 			  json_string_value(json_object_get(claim,
 							    "workflow_id")),
 			  -1, SQLITE_TRANSIENT);
-	results = json_object();
-	json_object_set_new(claim, "results", results);
 	while ((src = sqlite3_step(s)) == SQLITE_ROW)
 		json_object_set_new(results,
 				    (const char *)sqlite3_column_text(s, 0),
@@ -580,6 +591,9 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 			rc = kiln_store_queue_event(st, wf_id,
 						    "workflow.failed", step_id,
 						    &why, err);
+		if (rc == KILN_OK &&
+		    (before == KILN_WF_RUNNING || before == KILN_WF_PAUSED))
+			rc = kiln_store_workflow_ended(st, wf_id, &why, err);
 	}
 	if (rc != KILN_OK)
 		goto fail;

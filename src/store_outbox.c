@@ -96,7 +96,7 @@ static enum kiln_rc insert_delivery(struct kiln_store *st, const char *id,
 	}
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, type, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, wf_id, -1, SQLITE_TRANSIENT);
+	kiln_bind_cstr(s, 3, wf_id);
 	kiln_bind_cstr(s, 4, step_id);
 	kiln_bind_str(s, 5, t->tenant);
 	sqlite3_bind_text(s, 6, url, -1, SQLITE_TRANSIENT);
@@ -111,6 +111,37 @@ static enum kiln_rc insert_delivery(struct kiln_store *st, const char *id,
 	sqlite3_reset(s);
 	free(endpoint);
 	return src == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, src, err);
+}
+
+enum kiln_rc kiln_store_queue_delivery(struct kiln_store *st,
+				       const char *type, const char *url,
+				       const char *tenant, const char *wf_id,
+				       json_t *payload, struct kiln_err *err)
+{
+	struct hook_target t = {0};
+	int64_t now = kiln_now_ms();
+	char ts[KILN_RFC3339_LEN];
+	enum kiln_rc rc;
+	char id[40];
+	char *text;
+
+	new_event_id(id);
+	json_object_set_new(payload, "id", json_string(id));
+	json_object_set_new(payload, "event", json_string(type));
+	kiln_rfc3339(now, ts);
+	json_object_set_new(payload, "timestamp", json_string(ts));
+	text = json_dumps(payload, JSON_COMPACT);
+	if (text == NULL)
+		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
+	t.url = json_string(url);
+	t.tenant = tenant ? json_string(tenant) : NULL;
+	rc = insert_delivery(st, id, type, wf_id, NULL, &t, text, now, err);
+	if (rc == KILN_OK)
+		kiln_store_mark_delivery_queued(st);
+	json_decref(t.url);
+	json_decref(t.tenant);
+	free(text);
+	return rc;
 }
 
 enum kiln_rc kiln_store_queue_event(struct kiln_store *st, const char *wf_id,

@@ -20,7 +20,8 @@
 	" origin_instance, origin_zone, origin_tenant_id, origin_reference,"  \
 	" webhook_url, canvas_task_id, error_message, errors, total_steps,"   \
 	" completed_steps, final_step_id, started_at, completed_at,"          \
-	" created_at, updated_at, is_deleted, deleted_at"
+	" created_at, updated_at, is_deleted, deleted_at, template_id,"      \
+	" template_version, run_inputs, batch_id"
 
 #define STEP_COLS                                                             \
 	"id, step_id, task_type, provider, config, provider_config,"          \
@@ -35,9 +36,10 @@ static const char SQL_INSERT_WF[] =
 	"INSERT INTO workflows (id, name, description, status, config,"
 	" suppress_subtask_events, origin_instance, origin_zone,"
 	" origin_tenant_id, origin_reference, webhook_url, total_steps,"
-	" final_step_id, started_at, created_at, updated_at)"
+	" final_step_id, started_at, created_at, updated_at, template_id,"
+	" template_version, run_inputs, batch_id)"
 	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-	" ?14, ?15, ?15)";
+	" ?14, ?15, ?15, ?16, ?17, ?18, ?19)";
 
 static const char SQL_INSERT_STEP[] =
 	"INSERT INTO steps (id, workflow_id, position, step_id, task_type,"
@@ -199,6 +201,10 @@ static const struct kiln_col_spec WF_ROW[] = {
 	{"updated_at", 20, KILN_COL_TIME},
 	{"is_deleted", 21, KILN_COL_BOOL},
 	{"deleted_at", 22, KILN_COL_TIME},
+	{"template_id", 23, KILN_COL_TEXT},
+	{"template_version", 24, KILN_COL_INT},
+	{"inputs", 25, KILN_COL_JSON},
+	{"batch_id", 26, KILN_COL_TEXT},
 };
 
 static json_t *render_workflow_row(sqlite3_stmt *s)
@@ -296,29 +302,25 @@ static enum kiln_rc insert_step(struct kiln_store *st, const char *wf_id,
 	return rc == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, rc, err);
 }
 
-enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
-					const json_t *wf,
-					const struct kiln_claimer *who,
-					json_t **claims, json_t **rendered,
-					struct kiln_err *err)
+enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
+					       const json_t *wf,
+					       const struct kiln_claimer *who,
+					       json_t *claims,
+					       struct kiln_err *err)
 {
 	const char *id = json_string_value(json_object_get(wf, "id"));
 	const char *status = json_string_value(json_object_get(wf, "status"));
 	json_t *steps = json_object_get(wf, "steps");
 	json_t *suppress = json_object_get(wf, "suppress_subtask_events");
+	json_t *version = json_object_get(wf, "template_version");
+	sqlite3_stmt *s = kiln_store_stmt(st, SQL_INSERT_WF, err);
 	int64_t now = kiln_now_ms();
-	sqlite3_stmt *s;
 	enum kiln_rc rc;
 	size_t i;
 	int src;
 
-	if (claims != NULL)
-		*claims = NULL;
-	if (rendered != NULL)
-		*rendered = NULL;
-	rc = kiln_store_begin_with(st, SQL_INSERT_WF, &s, err);
-	if (rc != KILN_OK)
-		return rc;
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
 	kiln_bind_str(s, 2, json_object_get(wf, "name"));
 	kiln_bind_str(s, 3, json_object_get(wf, "description"));
@@ -337,44 +339,65 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 	else
 		sqlite3_bind_null(s, 14);
 	sqlite3_bind_int64(s, 15, now);
+	kiln_bind_str(s, 16, json_object_get(wf, "template_id"));
+	if (json_is_integer(version))
+		sqlite3_bind_int64(s, 17, json_integer_value(version));
+	kiln_bind_json(s, 18, json_object_get(wf, "run_inputs"), NULL);
+	kiln_bind_str(s, 19, json_object_get(wf, "batch_id"));
 	src = sqlite3_step(s);
 	sqlite3_reset(s);
-	if (src != SQLITE_DONE) {
-		rc = kiln_store_fail(st, src, err);
-		goto fail;
-	}
+	if (src != SQLITE_DONE)
+		return kiln_store_fail(st, src, err);
 	for (i = 0; i < json_array_size(steps); i++) {
 		rc = insert_step(st, id, i, json_array_get(steps, i), now, err);
 		if (rc != KILN_OK)
-			goto fail;
+			return rc;
 	}
-	/* The first steps are claimed, and the answer rendered, in the
-	 * same transaction: one commit per created workflow. */
-	if (claims != NULL && who != NULL && strcmp(status, "RUNNING") == 0) {
-		*claims = json_array();
-		rc = kiln_store_advance_locked(st, id, who, *claims, err);
-		if (rc != KILN_OK)
-			goto fail;
-	}
-	if (rendered != NULL) {
-		rc = kiln_store_get_workflow_locked(st, id, NULL, rendered, err);
-		if (rc != KILN_OK)
-			goto fail;
-	}
-	rc = kiln_store_commit(st, err);
-	if (rc == KILN_OK)
-		return KILN_OK;
-fail:
-	kiln_store_rollback(st);
-	if (claims != NULL) {
-		json_decref(*claims);
+	/* The first steps are claimed in the same transaction: one commit
+	 * per created workflow. */
+	if (claims != NULL && who != NULL && strcmp(status, "RUNNING") == 0)
+		return kiln_store_advance_locked(st, id, who, claims, err);
+	return KILN_OK;
+}
+
+enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
+					const json_t *wf,
+					const struct kiln_claimer *who,
+					json_t **claims, json_t **rendered,
+					struct kiln_err *err)
+{
+	const char *id = json_string_value(json_object_get(wf, "id"));
+	json_t *claimed = claims != NULL ? json_array() : NULL;
+	enum kiln_rc rc;
+
+	if (claims != NULL)
 		*claims = NULL;
-	}
-	if (rendered != NULL) {
-		json_decref(*rendered);
+	if (rendered != NULL)
 		*rendered = NULL;
+	rc = kiln_store_begin(st, err);
+	if (rc != KILN_OK) {
+		json_decref(claimed);
+		return rc;
 	}
-	return rc;
+	rc = kiln_store_insert_workflow_locked(st, wf, who, claimed, err);
+	/* The answer is rendered in the same transaction too. */
+	if (rc == KILN_OK && rendered != NULL)
+		rc = kiln_store_get_workflow_locked(st, id, NULL, rendered, err);
+	if (rc == KILN_OK)
+		rc = kiln_store_commit(st, err);
+	else
+		kiln_store_rollback(st);
+	if (rc != KILN_OK) {
+		json_decref(claimed);
+		if (rendered != NULL) {
+			json_decref(*rendered);
+			*rendered = NULL;
+		}
+		return rc;
+	}
+	if (claims != NULL)
+		*claims = claimed;
+	return KILN_OK;
 }
 
 /* ---- list ------------------------------------------------------------ */
@@ -697,6 +720,8 @@ enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 
 		rc = kiln_store_queue_event(st, id, "workflow.cancelled", NULL,
 					    &why, err);
+		if (rc == KILN_OK)
+			rc = kiln_store_workflow_ended(st, id, &why, err);
 		if (rc != KILN_OK)
 			goto fail;
 	}

@@ -264,3 +264,40 @@ json_t *kiln_template_instantiate(const json_t *definition,
 		       json_object_get(definition, "suppress_subtask_events"));
 	return wf;
 }
+
+json_t *kiln_template_run_workflow(const json_t *definition,
+				   const json_t *inputs, const json_t *run,
+				   const struct kiln_config *cfg,
+				   json_t *detail)
+{
+	static const char *const run_keys[] = {
+		"name",        "origin_instance",  "origin_zone",
+		"origin_tenant_id", "origin_reference", "webhook_url",
+	};
+	struct kiln_err err = {0};
+	json_t *body, *wf, *loc;
+	size_t i;
+
+	body = kiln_template_instantiate(definition, inputs, &err);
+	if (body == NULL) {
+		loc = json_pack("[ss]", "body", "inputs");
+		kiln_detail_add(detail, loc, "value_error", "Value error, %s",
+				err.msg);
+		json_decref(loc);
+		return NULL;
+	}
+	for (i = 0; i < sizeof(run_keys) / sizeof(run_keys[0]); i++) {
+		json_t *v = json_object_get(run, run_keys[i]);
+
+		if (v != NULL)
+			json_object_set(body, run_keys[i], v);
+	}
+	if (json_object_get(body, "origin_instance") == NULL)
+		json_object_set_new(body, "origin_instance",
+				    json_string(KILN_RUN_ORIGIN_INSTANCE));
+	wf = kiln_workflow_validate_with_inputs(body, cfg, detail);
+	json_decref(body);
+	if (wf != NULL)
+		json_object_set(wf, "run_inputs", (json_t *)inputs);
+	return wf;
+}

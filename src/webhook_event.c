@@ -282,6 +282,11 @@ static json_t *credit_cost(const json_t *wf, const json_t *only)
 	return any ? json_real(sum) : json_null();
 }
 
+json_t *kiln_workflow_credit_cost(const json_t *wf)
+{
+	return credit_cost(wf, NULL);
+}
+
 static json_t *seconds_between(const json_t *o)
 {
 	int64_t start = kiln_rfc3339_parse(

@@ -18,6 +18,8 @@
 #define KILN_DEFAULT_LISTEN "127.0.0.1:8080"
 #define KILN_DEFAULT_DATA_DIR "./var"
 #define KILN_DEFAULT_MAX_BODY_BYTES (1024 * 1024)
+/* POST /api/v1/batches: 100,000 assets with their URLs fit. */
+#define KILN_DEFAULT_BATCH_MAX_BODY_BYTES (64 * 1024 * 1024)
 
 /* One named provider.  type is "http" (plain JSON request/response) or
  * "dryrun" (built in; generates nothing). */
@@ -53,6 +55,8 @@ struct kiln_config {
 	int max_connections;     /* default 1024 */
 	int max_connections_per_ip; /* default 256 */
 	int max_inflight;        /* provider HTTP requests at once, 10000 */
+	size_t batch_max_body_bytes; /* POST /api/v1/batches cap, 64 MiB */
+	int batch_max_running;   /* executions running in all batches, 1000 */
 	struct kiln_provider_cfg *providers;
 	size_t n_providers;
 	struct kiln_task_type_cfg *task_types;

@@ -17,11 +17,14 @@
 #include "kiln/engine.h"
 #include "kiln/store.h"
 
+struct kiln_waits;
+
 /* Everything a handler may use; lives as long as the server. */
 struct kiln_app {
 	const struct kiln_config *cfg;
 	const char *jwt_secret;
 	struct kiln_engine *engine;
+	struct kiln_waits *waits; /* set by kiln_http_start */
 };
 
 struct kiln_req {
@@ -35,6 +38,12 @@ struct kiln_req {
 	const char *path_tail; /* what {tail} matched (the rest), or NULL */
 	struct kiln_principal principal; /* set for authenticated routes */
 	struct kiln_scope scope;         /* what the principal may see */
+	/* A waiting answer being rendered again (see kiln_resp.wait_*):
+	 * is_waking is set, and wait_expired once its time is up. */
+	int is_waking;
+	int wait_expired;
+	int64_t wait_until_ms;
+	int is_replay;
 };
 
 struct kiln_resp {
@@ -47,7 +56,33 @@ struct kiln_resp {
 	int file_fd;             /* owned once has_file is set */
 	uint64_t file_size;
 	const char *file_type;   /* static string */
+	int is_replay;           /* adds Idempotent-Replayed: true */
+	/* An answer that waits (holding no thread): when wait_render is set,
+	 * the connection is suspended until workflow wait_id ends or
+	 * wait_until_ms passes, then wait_render runs with req->path_id =
+	 * wait_id and req->is_waking set, and answers (or waits again).
+	 * wait_seq is kiln_waits_seq() read before the handler looked at the
+	 * store, so an end in between is not missed. */
+	void (*wait_render)(struct kiln_req *req, struct kiln_resp *resp);
+	char wait_id[KILN_UUID_LEN];
+	int64_t wait_until_ms;
+	uint64_t wait_seq;
 };
+
+/* ---- http_wait.c: suspended connections waiting for workflows ---- */
+struct kiln_waits *kiln_waits_start(struct kiln_err *err);
+/* Resumes every waiting connection (they answer at once) and stops. */
+void kiln_waits_stop(struct kiln_waits *w);
+/* Frees w after the daemon has stopped. */
+void kiln_waits_free(struct kiln_waits *w);
+/* Counts workflow ends; read it before looking at the store. */
+uint64_t kiln_waits_seq(struct kiln_waits *w);
+/* Resumes conn (already suspended) when wf_id ends, at until_ms, or at
+ * once if any workflow ended since seq or w is stopping. */
+void kiln_waits_add(struct kiln_waits *w, struct MHD_Connection *conn,
+		    const char *wf_id, int64_t until_ms, uint64_t seq);
+/* 1 once kiln_waits_stop has begun. */
+int kiln_waits_stopping(struct kiln_waits *w);
 
 struct kiln_http;
 
@@ -75,6 +110,10 @@ void kiln_reply_detail(struct kiln_resp *resp, unsigned status,
 		       const char *fmt, ...) KILN_PRINTF(3, 4);
 /* 422 {"detail": detail} (steals detail, a FastAPI error list). */
 void kiln_reply_validation(struct kiln_resp *resp, json_t *detail);
+/* 422 for bad inputs of a run or batch: each item of detail also gets
+ * "error_code": "INVALID_INPUT" and "field", its loc after the first
+ * element as a path ("inputs.prompt", "assets[3].url"). */
+void kiln_reply_invalid_input(struct kiln_resp *resp, json_t *detail);
 /* Maps err->code to a status and renders err->msg. */
 void kiln_reply_error(struct kiln_resp *resp, const struct kiln_err *err);
 /* The request's JSON body (owned), or NULL with a 422 in resp when it is
@@ -107,6 +146,20 @@ void kiln_api_artifact_get(struct kiln_req *req, struct kiln_resp *resp);
  * webhook_url targets a private network the config does not allow. */
 void kiln_api_check_webhook_target(struct kiln_req *req, const json_t *body,
 				   json_t *detail);
+/* A tenant's token creates only for its own tenant: sets obj's
+ * origin_tenant_id to it, or answers 403 (-1) when obj names another. */
+int kiln_api_tenant_or_reply(struct kiln_req *req, json_t *obj,
+			     struct kiln_resp *resp);
+void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_run_get(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_run_cancel(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_batch_create(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_batch_list(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_batch_get(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_batch_cancel(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_batch_retry(struct kiln_req *req, struct kiln_resp *resp);
+void kiln_api_batch_executions(struct kiln_req *req,
+			       struct kiln_resp *resp);
 void kiln_api_template_create(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_template_list(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_template_get(struct kiln_req *req, struct kiln_resp *resp);

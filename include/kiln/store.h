@@ -396,7 +396,185 @@ enum kiln_rc kiln_store_list_templates(struct kiln_store *st,
 				       json_t **out, struct kiln_err *err)
 	KILN_WARN_UNUSED;
 
+/* ---- runs (store_runs.c) --------------------------------------------- */
+
+/* An Idempotency-Key and what it was sent with. */
+struct kiln_idem {
+	const char *key;    /* NULL: no key */
+	const char *tenant; /* NULL: none */
+	const char *hash;   /* SHA-256 hex of the request */
+};
+
+/*
+ * Inserts the run wf (as kiln_store_insert_workflow takes it, with
+ * "template_id", "template_version" and "run_inputs") and, with a key,
+ * records the key in the same transaction.  When the key is already
+ * recorded: the same hash sets *existing (owned) to the first run's id
+ * and inserts nothing; another hash is KILN_ECONFLICT.
+ */
+enum kiln_rc kiln_store_insert_run(struct kiln_store *st, const json_t *wf,
+				   const struct kiln_idem *idem,
+				   const struct kiln_claimer *who,
+				   json_t **claims, char **existing,
+				   struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* fn(ctx, wf_id) runs after each commit that ended a workflow (COMPLETED,
+ * FAILED, CANCELLED), once per workflow; wf_id NULL means "some, too many
+ * to name".  On the committing thread: keep it short. */
+void kiln_store_on_workflow_end(void (*fn)(void *ctx, const char *wf_id),
+				void *ctx);
+
+/* ---- batches (store_batches.c, store_batch_sched.c) ------------------ */
+
+/* fn(ctx) runs after each commit that may let a batch start executions
+ * (one created, retried, an execution ended). */
+void kiln_store_on_batch_change(void (*fn)(void *ctx), void *ctx);
+
+/* Inserts a batch and its executions in one transaction.  batch is the
+ * validated body completed by the caller ("id", "tenant_id",
+ * "template_version", "asset_input", "priority" as 0..2); each asset is
+ * {"execution_id", "asset_id", "url", "inputs"}.  *rendered receives the
+ * batch as GET renders it (owned). */
+enum kiln_rc kiln_store_insert_batch(struct kiln_store *st,
+				     const json_t *batch,
+				     const struct kiln_idem *idem,
+				     json_t **rendered, char **existing,
+				     struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* The batch as GET /api/v1/batches/{id} renders it (owned). */
+enum kiln_rc kiln_store_get_batch(struct kiln_store *st, const char *id,
+				  const struct kiln_scope *scope,
+				  json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+struct kiln_batch_filter {
+	const char *status;      /* NULL = any */
+	const char *template_id; /* NULL = any */
+	const char *tenant_id;   /* NULL = any */
+	int64_t created_after;   /* ms; 0 = none */
+	int64_t created_before;  /* ms; 0 = none */
+	int64_t offset;
+	int64_t limit;
+};
+/* {"batches": [...], "pagination": {...}} newest first (owned). */
+enum kiln_rc kiln_store_list_batches(struct kiln_store *st,
+				     const struct kiln_batch_filter *f,
+				     const struct kiln_scope *scope,
+				     json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+struct kiln_exec_filter {
+	const char *status;   /* NULL = any */
+	const char *asset_id; /* NULL = any */
+	int64_t offset;
+	int64_t limit;
+};
+/* {"batch_id", "executions": [...], "pagination": {...}} in asset order
+ * (owned).  KILN_ENOTFOUND when the batch is absent or out of scope. */
+enum kiln_rc kiln_store_list_executions(struct kiln_store *st,
+					const char *batch_id,
+					const struct kiln_exec_filter *f,
+					const struct kiln_scope *scope,
+					json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* Cancels the batch: pending executions end CANCELLED, running ones
+ * finish.  *out = {"id", "status", "previous_status", "assets"} (owned).
+ * KILN_ECONFLICT when it has already ended. */
+enum kiln_rc kiln_store_cancel_batch(struct kiln_store *st, const char *id,
+				     const struct kiln_scope *scope,
+				     json_t **out, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* Makes the executions listed in ids (NULL: every FAILED one) PENDING
+ * again.  A listed id that is not FAILED or CANCELLED is KILN_ECONFLICT
+ * (KILN_ENOTFOUND when not in the batch), and nothing changes.
+ * *out = {"id", "status", "retried", "execution_ids", "assets"}. */
+enum kiln_rc kiln_store_retry_batch(struct kiln_store *st, const char *id,
+				    const struct kiln_scope *scope,
+				    const json_t *ids, json_t **out,
+				    struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* What kiln_store_dispatch_batches needs to start executions. */
+struct kiln_dispatch {
+	const struct kiln_claimer *who; /* claims the first steps */
+	/* Builds the workflow of one execution (without "id" and
+	 * "status"), or NULL with err: the execution then fails
+	 * INVALID_INPUT with err's message.  definition: the template
+	 * version's; batch: {"id", "tenant_id", "template_id",
+	 * "template_version", "inputs", "asset_input", "origin_instance",
+	 * "origin_zone", "origin_reference", "name"}; asset: {"asset_id",
+	 * "url", "inputs"}. */
+	json_t *(*build)(void *ctx, const json_t *definition,
+			 const json_t *batch, const json_t *asset,
+			 struct kiln_err *err);
+	void *ctx;
+	int max_running; /* executions running in all batches, at most */
+	int max_starts;  /* per call (one transaction) */
+};
+/* Starts pending executions, in one transaction: highest priority first,
+ * batches of equal priority in turn, none past its concurrency_limit nor
+ * all past max_running.  *claims receives the steps to run (owned);
+ * *started the number of executions started or failed to build (0: there
+ * is nothing more to do now). */
+enum kiln_rc kiln_store_dispatch_batches(struct kiln_store *st,
+					 const struct kiln_dispatch *d,
+					 json_t **claims, int *started,
+					 struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
+/* Ends pending execution exec_id FAILED (INVALID_INPUT, message): its
+ * inputs do not make a valid workflow.  In the caller's transaction. */
+enum kiln_rc kiln_store_fail_execution(struct kiln_store *st,
+				       const char *exec_id,
+				       const char *message,
+				       struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* Workflows of running executions whose batch must stop them (owned
+ * array of ids). */
+enum kiln_rc kiln_store_batch_aborts(struct kiln_store *st, json_t **ids,
+				     struct kiln_err *err) KILN_WARN_UNUSED;
+
 /* ---- helpers shared by store_*.c (not for other modules) ----------- */
+#define KILN_STORE_ENDED_MAX 16
+/* Inside the transaction that ended workflow wf_id (status now COMPLETED,
+ * FAILED or CANCELLED; why: the failure, or NULL): updates its batch
+ * execution and batch, queues their events, and tells the hooks after
+ * the commit. */
+enum kiln_rc kiln_store_workflow_ended(struct kiln_store *st,
+				       const char *wf_id,
+				       const struct kiln_event_error *why,
+				       struct kiln_err *err) KILN_WARN_UNUSED;
+void kiln_store_mark_workflow_ended(struct kiln_store *st, const char *wf_id);
+/* Inside the caller's transaction: what idem's key was first used for.
+ * *existing = that resource's id (owned) when the key is known with the
+ * same hash (NULL when unknown or idem->key is NULL); KILN_ECONFLICT when
+ * it is known with another. */
+enum kiln_rc kiln_store_idem_find(struct kiln_store *st,
+				  const struct kiln_idem *idem,
+				  char **existing, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+/* Records idem's key (if any) for resource id of type ("run", "batch"). */
+enum kiln_rc kiln_store_idem_record(struct kiln_store *st,
+				    const struct kiln_idem *idem,
+				    const char *type, const char *id,
+				    struct kiln_err *err) KILN_WARN_UNUSED;
+void kiln_store_mark_batches_changed(struct kiln_store *st);
+/* kiln_store_insert_workflow inside the caller's transaction (who NULL:
+ * nothing claimed; claims NULL likewise). */
+enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
+					       const json_t *wf,
+					       const struct kiln_claimer *who,
+					       json_t *claims,
+					       struct kiln_err *err)
+	KILN_WARN_UNUSED;
+/* Queues a webhook delivery of payload (not about one workflow's own
+ * webhook_url: batches) inside the caller's transaction. */
+enum kiln_rc kiln_store_queue_delivery(struct kiln_store *st,
+				       const char *type, const char *url,
+				       const char *tenant, const char *wf_id,
+				       json_t *payload, struct kiln_err *err)
+	KILN_WARN_UNUSED;
 /* Renders a workflow as kiln_store_get_workflow does, inside the caller's
  * transaction. */
 enum kiln_rc kiln_store_get_workflow_locked(struct kiln_store *st,

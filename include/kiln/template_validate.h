@@ -30,4 +30,21 @@ json_t *kiln_template_validate(const json_t *body,
 json_t *kiln_template_instantiate(const json_t *definition,
 				  const json_t *inputs, struct kiln_err *err);
 
+/* The origin_instance of a run that names none. */
+#define KILN_RUN_ORIGIN_INSTANCE "template-run"
+
+/*
+ * The validated workflow (owned) a run of definition creates:
+ * kiln_template_instantiate with inputs (resolved), then the run's name,
+ * origin_* and webhook_url (from run, an object or NULL) over the
+ * definition's, validated as a CreateWorkflow whose mappings may read
+ * "$inputs", with "run_inputs" set to inputs.  NULL when detail got
+ * errors: a placeholder that cannot be filled at ["body", "inputs"],
+ * the steps as the workflow rules report them.
+ */
+json_t *kiln_template_run_workflow(const json_t *definition,
+				   const json_t *inputs, const json_t *run,
+				   const struct kiln_config *cfg,
+				   json_t *detail);
+
 #endif

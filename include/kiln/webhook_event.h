@@ -40,4 +40,8 @@ const char *kiln_event_error_code(const char *outcome);
  * "asset_type", "format", ...}] (owned). */
 json_t *kiln_result_outputs(const json_t *result);
 
+/* The credits a rendered workflow's step results report (credit_cost or
+ * cost), summed, as a real; JSON null when none reports any (owned). */
+json_t *kiln_workflow_credit_cost(const json_t *wf);
+
 #endif
