@@ -11,7 +11,8 @@
 
 static const char *const events[] = {
 	"workflow.completed", "workflow.failed", "workflow.cancelled",
-	"step.completed",     "step.failed",
+	"step.completed",     "step.failed",        "batch.completed",
+	"batch.execution.completed", "batch.execution.failed",
 };
 static const char *const statuses[] = {"pending", "delivered", "failed"};
 
@@ -50,7 +51,9 @@ void kiln_api_delivery_list(struct kiln_req *req, struct kiln_resp *resp)
 		bad_query(detail, "event", "enum",
 			  "Input should be 'workflow.completed',"
 			  " 'workflow.failed', 'workflow.cancelled',"
-			  " 'step.completed' or 'step.failed'");
+			  " 'step.completed', 'step.failed',"
+			  " 'batch.completed', 'batch.execution.completed'"
+			  " or 'batch.execution.failed'");
 	if (f.status && !one_of(f.status, statuses, sizeof(statuses) /
 							    sizeof(statuses[0])))
 		bad_query(detail, "status", "enum",
