@@ -8,6 +8,9 @@
 #   W2-10k-all the same with a provider delay long enough (15 s) that all
 #             10,000 calls really are in flight at once (kilnd creates about
 #             1,000 workflows/s, so at 2 s at most ~half of them overlap)
+#   B1-B4     batches (bench/batch_bench.py): creating 10,000- and
+#             100,000-asset batches, memory with 130,000 executions stored,
+#             listing executions deep into a 100,000-asset batch
 #
 # Figures are printed against the requirement's targets; nothing is asserted
 # (the exit status is 0 unless the build fails).  Every run uses its own
@@ -15,7 +18,7 @@
 #
 # Environment: BUILD (default build-bench), W1_RUNS (3; 0 skips W1),
 # W1_N (2000), W2_N (1000; 0 skips), W3_N (10000; 0 skips both 10,000 runs),
-# W3_ALL_DELAY_MS (15000; 0 skips W2-10k-all).  PROFILE=1 adds two W1 runs
+# W3_ALL_DELAY_MS (15000; 0 skips W2-10k-all), BATCH (1; 0 skips B1-B4).  PROFILE=1 adds two W1 runs
 # under perf (CPU samples into $BUILD/w1.perf, sleeps into
 # $BUILD/w1-sleep.perf) and prints where kilnd's time goes
 # (bench/perf_breakdown.py).
@@ -29,6 +32,7 @@ W2_N=${W2_N:-1000}
 W3_N=${W3_N:-10000}
 W3_ALL_DELAY_MS=${W3_ALL_DELAY_MS:-15000}
 PROFILE=${PROFILE:-0}
+BATCH=${BATCH:-1}
 
 echo "== build: cmake -S . -B $BUILD -DCMAKE_BUILD_TYPE=Release =="
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DKILN_TESTS=OFF \
@@ -105,6 +109,12 @@ if [ "$W3_N" -gt 0 ] && [ "$W3_ALL_DELAY_MS" -gt 0 ]; then
 	run --label "W2 $W3_N all in flight at once (provider ${W3_ALL_DELAY_MS} ms)" \
 		--n "$W3_N" --delay-ms "$W3_ALL_DELAY_MS" --concurrency 10000 \
 		--clients 32 --poll-ms 50 --target-rss-mb 150 --timeout-s 300
+	echo
+fi
+
+if [ "$BATCH" = 1 ]; then
+	echo "Batches (bench/batch_bench.py; provider 2 s)"
+	python3 bench/batch_bench.py --kilnd "$KILND" --fake "$FAKE"
 	echo
 fi
 

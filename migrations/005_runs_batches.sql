@@ -102,7 +102,7 @@ CREATE INDEX batch_executions_pending ON batch_executions
 CREATE INDEX batch_executions_by_status ON batch_executions
     (batch_id, status, asset_index);
 CREATE INDEX batch_executions_by_asset ON batch_executions
-    (batch_id, asset_id);
+    (batch_id, asset_id, asset_index);
 CREATE INDEX batch_executions_by_workflow ON batch_executions (workflow_id)
     WHERE workflow_id IS NOT NULL;
 CREATE INDEX batch_executions_by_duration ON batch_executions

@@ -6,6 +6,7 @@
  * Executions are rows; the scheduler (batch_sched.c) starts them as room
  * frees up.  The handlers only validate, write and render.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "kiln/template_inputs.h"
 
 #define ASSETS_MAX 100000
+#define TRIM_ABOVE_BYTES (1024 * 1024)
 /* Errors reported for one request, at most (a 100,000-asset batch with
  * one bad shared input must not answer 100,000 errors). */
 #define DETAIL_MAX 100
@@ -362,6 +364,11 @@ out:
 	json_decref(body);
 	json_decref(tpl);
 	json_decref(b);
+	/* A big batch's JSON is many small allocations, all freed by now:
+	 * give the memory back instead of keeping it as the process's RSS
+	 * (pending assets live in the store, not here). */
+	if (req->body_len > TRIM_ABOVE_BYTES)
+		malloc_trim(0);
 }
 
 static const char *const BATCH_STATUSES[] = {

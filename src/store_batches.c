@@ -378,15 +378,25 @@ enum kiln_rc kiln_store_list_batches(struct kiln_store *st,
 	return kiln_store_page(st, &q, out, err);
 }
 
-#define EXEC_WHERE                                                            \
-	" WHERE batch_id = ?1 AND (?2 IS NULL OR status = ?2)"                \
-	" AND (?3 IS NULL OR asset_id = ?3)"
+/* One statement per combination of filters: "?2 IS NULL OR status = ?2"
+ * would keep SQLite from using the status and asset_id indexes. */
+#define EXEC_FROM " FROM batch_executions WHERE batch_id = ?1"
+#define EXEC_ORDER " ORDER BY asset_index LIMIT ?4 OFFSET ?5"
+#define BY_STATUS " AND status = ?2"
+#define BY_ASSET " AND asset_id = ?3"
 
-static const char SQL_EXEC_COUNT[] =
-	"SELECT count(*) FROM batch_executions" EXEC_WHERE;
-static const char SQL_EXEC_LIST[] =
-	"SELECT " EXEC_COLS " FROM batch_executions" EXEC_WHERE
-	" ORDER BY asset_index LIMIT ?4 OFFSET ?5";
+static const char *const SQL_EXEC_COUNT[4] = {
+	"SELECT count(*)" EXEC_FROM,
+	"SELECT count(*)" EXEC_FROM BY_STATUS,
+	"SELECT count(*)" EXEC_FROM BY_ASSET,
+	"SELECT count(*)" EXEC_FROM BY_STATUS BY_ASSET,
+};
+static const char *const SQL_EXEC_LIST[4] = {
+	"SELECT " EXEC_COLS EXEC_FROM EXEC_ORDER,
+	"SELECT " EXEC_COLS EXEC_FROM BY_STATUS EXEC_ORDER,
+	"SELECT " EXEC_COLS EXEC_FROM BY_ASSET EXEC_ORDER,
+	"SELECT " EXEC_COLS EXEC_FROM BY_STATUS BY_ASSET EXEC_ORDER,
+};
 
 struct exec_list {
 	const char *batch_id;
@@ -398,8 +408,10 @@ static void bind_exec_filter(sqlite3_stmt *s, const void *ctx)
 	const struct exec_list *l = ctx;
 
 	sqlite3_bind_text(s, 1, l->batch_id, -1, SQLITE_TRANSIENT);
-	kiln_bind_cstr(s, 2, l->f->status);
-	kiln_bind_cstr(s, 3, l->f->asset_id);
+	if (l->f->status != NULL)
+		sqlite3_bind_text(s, 2, l->f->status, -1, SQLITE_TRANSIENT);
+	if (l->f->asset_id != NULL)
+		sqlite3_bind_text(s, 3, l->f->asset_id, -1, SQLITE_TRANSIENT);
 }
 
 /* KILN_ENOTFOUND unless batch id exists within scope. */
@@ -434,7 +446,8 @@ enum kiln_rc kiln_store_list_executions(struct kiln_store *st,
 					json_t **out, struct kiln_err *err)
 {
 	struct exec_list l = {batch_id, f};
-	struct kiln_page_query q = {SQL_EXEC_COUNT, SQL_EXEC_LIST,
+	int which = (f->status != NULL) | (f->asset_id != NULL) << 1;
+	struct kiln_page_query q = {SQL_EXEC_COUNT[which], SQL_EXEC_LIST[which],
 				    bind_exec_filter, &l, 4, f->limit,
 				    f->offset, render_exec, "executions"};
 	enum kiln_rc rc = batch_visible(st, batch_id, scope, err);

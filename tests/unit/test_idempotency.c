@@ -256,8 +256,8 @@ static void test_hash_fields_separated(void **state)
 	hash_of("POST", "/x", "{}", a);
 	hash_of("POS", "T/x", "{}", b);
 	assert_string_not_equal(a, b);
-	hash_of("POST", "/x", "{}", a);
-	hash_of("POST", "/x{", "}", b);
+	hash_of("POST", "/x", "\"y\"", a);
+	hash_of("POST", "/x\"", "\"y\"", b);
 	assert_string_not_equal(a, b);
 }
 
