@@ -197,37 +197,17 @@ static void check_body(json_t *body, json_t *detail)
 static json_t *batch_template(struct kiln_req *req, struct kiln_store *st,
 			      const char *id, struct kiln_resp *resp)
 {
-	struct kiln_err err = {0};
-	json_t *tpl = NULL, *loc;
-	const char *status;
+	json_t *loc;
 
-	if (!kiln_uuid_is_valid(id)) {
-		loc = json_pack("[ss]", "body", "template_id");
-		kiln_reply_invalid_input(
-			resp, json_pack("[{s:s, s:O, s:s}]", "type",
-					"uuid_parsing", "loc", loc, "msg",
-					"Input should be a valid UUID"));
-		json_decref(loc);
-		return NULL;
-	}
-	if (kiln_store_get_template(st, id, 0, &req->scope, &tpl, &err) !=
-	    KILN_OK) {
-		if (err.code == KILN_ENOTFOUND)
-			kiln_reply_detail(resp, MHD_HTTP_NOT_FOUND,
-					  "Template %s not found", id);
-		else
-			kiln_reply_error(resp, &err);
-		return NULL;
-	}
-	status = json_string_value(json_object_get(tpl, "status"));
-	if (status != NULL && strcmp(status, "ARCHIVED") == 0) {
-		kiln_reply_detail(resp, MHD_HTTP_CONFLICT,
-				  "Template %s is archived; it cannot run",
-				  id);
-		json_decref(tpl);
-		return NULL;
-	}
-	return tpl;
+	if (kiln_uuid_is_valid(id))
+		return kiln_api_runnable_template(req, st, id, resp);
+	loc = json_pack("[ss]", "body", "template_id");
+	kiln_reply_invalid_input(resp,
+				 json_pack("[{s:s, s:O, s:s}]", "type",
+					   "uuid_parsing", "loc", loc, "msg",
+					   "Input should be a valid UUID"));
+	json_decref(loc);
+	return NULL;
 }
 
 /* The batch to store: the body with defaults, the template's version,
@@ -302,12 +282,9 @@ static json_t *batch_record(struct kiln_req *req, const json_t *tpl,
 
 void kiln_api_batch_create(struct kiln_req *req, struct kiln_resp *resp)
 {
-	const char *key = MHD_lookup_connection_value(req->conn,
-						      MHD_HEADER_KIND,
-						      "Idempotency-Key");
 	json_t *detail = json_array(), *body = NULL, *tpl = NULL, *b = NULL;
 	json_t *created = NULL;
-	struct kiln_idem idem = {0};
+	struct kiln_idem idem;
 	struct kiln_err err = {0};
 	char hash[KILN_IDEM_HASH_LEN];
 	char id[KILN_UUID_LEN];
@@ -317,7 +294,7 @@ void kiln_api_batch_create(struct kiln_req *req, struct kiln_resp *resp)
 	body = kiln_reply_body(req, resp);
 	if (body == NULL)
 		goto out;
-	kiln_idem_key_check(detail, key);
+	kiln_idem_key_check(detail, kiln_req_header(req, "Idempotency-Key"));
 	check_body(body, detail);
 	if (json_array_size(detail) > 0) {
 		kiln_reply_invalid_input(resp, detail);
@@ -334,18 +311,8 @@ void kiln_api_batch_create(struct kiln_req *req, struct kiln_resp *resp)
 		json_string_value(json_object_get(body, "template_id")), resp);
 	if (tpl == NULL)
 		goto out;
-	if (key != NULL) {
-		if (kiln_idem_hash(req->method, req->path, body, hash) != 0) {
-			kiln_reply_detail(resp,
-					  MHD_HTTP_INTERNAL_SERVER_ERROR,
-					  "out of memory");
-			goto out;
-		}
-		idem.key = key;
-		idem.tenant = req->principal.has_tenant ? req->principal.tenant
-							: NULL;
-		idem.hash = hash;
-	}
+	if (kiln_api_idempotency(req, body, &idem, hash, resp) != 0)
+		goto out;
 	b = batch_record(req, tpl, body, resp);
 	if (b == NULL)
 		goto out;

@@ -88,29 +88,49 @@ static int64_t wait_deadline(struct kiln_req *req, json_t *detail)
 	return wait > 0 ? kiln_now_ms() + wait * 1000 : 0;
 }
 
-/* The template's latest version, if it may run; NULL with the answer
- * in resp otherwise. */
-static json_t *runnable_template(struct kiln_req *req, struct kiln_store *st,
-				 struct kiln_resp *resp)
+json_t *kiln_api_runnable_template(struct kiln_req *req,
+				   struct kiln_store *st, const char *id,
+				   struct kiln_resp *resp)
 {
 	struct kiln_err err = {0};
 	json_t *tpl = NULL;
 	const char *status;
 
-	if (kiln_store_get_template(st, req->path_id, 0, &req->scope, &tpl,
-				    &err) != KILN_OK) {
+	if (kiln_store_get_template(st, id, 0, &req->scope, &tpl, &err) !=
+	    KILN_OK) {
 		kiln_reply_error(resp, &err);
 		return NULL;
 	}
 	status = json_string_value(json_object_get(tpl, "status"));
 	if (status != NULL && strcmp(status, "ARCHIVED") == 0) {
 		kiln_reply_detail(resp, MHD_HTTP_CONFLICT,
-				  "Template %s is archived; it cannot run",
-				  req->path_id);
+				  "Template %s is archived; it cannot run", id);
 		json_decref(tpl);
 		return NULL;
 	}
 	return tpl;
+}
+
+int kiln_api_idempotency(struct kiln_req *req, const json_t *body,
+			 struct kiln_idem *idem,
+			 char hash[KILN_IDEM_HASH_LEN], struct kiln_resp *resp)
+{
+	const char *key = MHD_lookup_connection_value(req->conn,
+						      MHD_HEADER_KIND,
+						      "Idempotency-Key");
+
+	memset(idem, 0, sizeof(*idem));
+	if (key == NULL)
+		return 0;
+	if (kiln_idem_hash(req->method, req->path, body, hash) != 0) {
+		kiln_reply_detail(resp, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				  "out of memory");
+		return -1;
+	}
+	idem->key = key;
+	idem->tenant = req->principal.has_tenant ? req->principal.tenant : NULL;
+	idem->hash = hash;
+	return 0;
 }
 
 /* The run's workflow (validated, owned), or NULL with a 422 in resp. */
@@ -140,12 +160,9 @@ static json_t *run_workflow(struct kiln_req *req, const json_t *tpl,
 
 void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp)
 {
-	const char *key = MHD_lookup_connection_value(req->conn,
-						      MHD_HEADER_KIND,
-						      "Idempotency-Key");
 	json_t *detail = json_array(), *body = NULL, *tpl = NULL, *wf = NULL;
 	json_t *claims = NULL;
-	struct kiln_idem idem = {0};
+	struct kiln_idem idem;
 	struct kiln_err err = {0};
 	char hash[KILN_IDEM_HASH_LEN];
 	char id[KILN_UUID_LEN];
@@ -157,7 +174,7 @@ void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp)
 	if (kiln_reply_uuid(req, resp, "template_id") != 0)
 		goto out;
 	until = wait_deadline(req, detail);
-	kiln_idem_key_check(detail, key);
+	kiln_idem_key_check(detail, kiln_req_header(req, "Idempotency-Key"));
 	if (req->body == NULL || req->body_len == 0)
 		body = json_object();
 	else if ((body = kiln_reply_body(req, resp)) == NULL)
@@ -177,7 +194,8 @@ void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp)
 	if (kiln_api_tenant_or_reply(req, body, resp) != 0)
 		goto out;
 	st = kiln_reply_store(resp);
-	if (st == NULL || (tpl = runnable_template(req, st, resp)) == NULL)
+	if (st == NULL || (tpl = kiln_api_runnable_template(
+				   req, st, req->path_id, resp)) == NULL)
 		goto out;
 	wf = run_workflow(req, tpl, body, resp);
 	if (wf == NULL)
@@ -188,18 +206,8 @@ void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp)
 	json_object_set(wf, "template_id", json_object_get(tpl, "id"));
 	json_object_set(wf, "template_version",
 			json_object_get(tpl, "version"));
-	if (key != NULL) {
-		if (kiln_idem_hash(req->method, req->path, body, hash) != 0) {
-			kiln_reply_detail(resp,
-					  MHD_HTTP_INTERNAL_SERVER_ERROR,
-					  "out of memory");
-			goto out;
-		}
-		idem.key = key;
-		idem.tenant = req->principal.has_tenant ? req->principal.tenant
-							: NULL;
-		idem.hash = hash;
-	}
+	if (kiln_api_idempotency(req, body, &idem, hash, resp) != 0)
+		goto out;
 	who = kiln_engine_claimer(req->app->engine);
 	if (kiln_store_insert_run(st, wf, &idem, &who, &claims, &existing,
 				  &err) != KILN_OK) {

@@ -43,6 +43,11 @@ const char *kiln_req_query(const struct kiln_req *req, const char *name)
 					   name);
 }
 
+const char *kiln_req_header(const struct kiln_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
 static enum MHD_Result reply_too_big(struct MHD_Connection *conn,
 				     size_t limit)
 {

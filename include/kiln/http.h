@@ -95,6 +95,8 @@ void kiln_http_stop(struct kiln_http *h);
 
 /* A query argument, or NULL. */
 const char *kiln_req_query(const struct kiln_req *req, const char *name);
+/* A request header, or NULL. */
+const char *kiln_req_header(const struct kiln_req *req, const char *name);
 
 /* ---- router.c ---- */
 typedef void (*kiln_handler_fn)(struct kiln_req *req, struct kiln_resp *resp);
@@ -150,6 +152,18 @@ void kiln_api_check_webhook_target(struct kiln_req *req, const json_t *body,
  * origin_tenant_id to it, or answers 403 (-1) when obj names another. */
 int kiln_api_tenant_or_reply(struct kiln_req *req, json_t *obj,
 			     struct kiln_resp *resp);
+/* The latest version of template id, if it may run (owned); NULL with
+ * 404 (absent, out of scope) or 409 (archived) in resp. */
+json_t *kiln_api_runnable_template(struct kiln_req *req,
+				   struct kiln_store *st, const char *id,
+				   struct kiln_resp *resp);
+/* Fills idem from the request's Idempotency-Key (idem->key NULL when
+ * there is none) and the fingerprint of method, path and body into hash;
+ * -1 with a 500 in resp when out of memory. */
+struct kiln_idem;
+int kiln_api_idempotency(struct kiln_req *req, const json_t *body,
+			 struct kiln_idem *idem, char hash[65],
+			 struct kiln_resp *resp);
 void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_run_get(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_run_cancel(struct kiln_req *req, struct kiln_resp *resp);
