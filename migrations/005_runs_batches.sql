@@ -54,8 +54,10 @@ CREATE TABLE batches (
     failed              INTEGER NOT NULL DEFAULT 0,
     cancelled           INTEGER NOT NULL DEFAULT 0,
     credit_cost         REAL NOT NULL DEFAULT 0,
-    -- Sum of the durations of finished (SUCCESS, FAILED) executions.
+    -- Sum and number of the durations of finished (SUCCESS, FAILED)
+    -- executions that ran (one that could not start has none).
     duration_sum_ms     INTEGER NOT NULL DEFAULT 0,
+    duration_count      INTEGER NOT NULL DEFAULT 0,
     -- Set when running executions must be cancelled (a failure with
     -- continue_on_error false); the scheduler does it.
     abort_running       INTEGER NOT NULL DEFAULT 0,

@@ -204,13 +204,31 @@ static enum kiln_rc mark_started(struct kiln_store *st,
 	return src == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, src, err);
 }
 
-/* Starts the next execution of candidate k; *started is 1 when a
- * workflow was created (0 when the execution failed to build, or k had
- * none left). */
+static enum kiln_rc pending_of(struct kiln_store *st, const char *batch_id,
+			       int64_t *pending, struct kiln_err *err)
+{
+	static const char sql[] = "SELECT pending FROM batches WHERE id = ?1";
+	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+	int src;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, batch_id, -1, SQLITE_TRANSIENT);
+	src = sqlite3_step(s);
+	*pending = src == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return src == SQLITE_ROW || src == SQLITE_DONE
+		       ? KILN_OK
+		       : kiln_store_fail(st, src, err);
+}
+
+/* Starts the next execution of candidate k: *handled is 1 when it had
+ * one, and *started when its workflow was created (not when it failed to
+ * build). */
 static enum kiln_rc start_one(struct kiln_store *st,
 			      const struct kiln_dispatch *d,
 			      struct candidate *k, int64_t seq,
-			      json_t *claims, int *started,
+			      json_t *claims, int *handled, int *started,
 			      struct kiln_err *err)
 {
 	const char *batch_id = json_string_value(json_object_get(k->batch,
@@ -228,15 +246,20 @@ static enum kiln_rc start_one(struct kiln_store *st,
 		k->pending = 0;
 		return rc;
 	}
+	*handled = 1;
 	k->pending--;
 	wf = d->build(d->ctx, k->definition, k->batch, asset, &build_err);
 	json_decref(asset);
 	if (wf == NULL) {
-		/* It can never start: it fails, and the batch goes on. */
-		return kiln_store_fail_execution(
+		/* It can never start: it fails, and the batch goes on (or
+		 * stops on the error: then nothing of it is pending). */
+		rc = kiln_store_fail_execution(
 			st, exec_id,
 			build_err.msg[0] ? build_err.msg : "invalid inputs",
 			err);
+		if (rc == KILN_OK)
+			rc = pending_of(st, batch_id, &k->pending, err);
+		return rc;
 	}
 	kiln_uuid_new(wf_id);
 	json_object_set_new(wf, "id", json_string(wf_id));
@@ -284,18 +307,20 @@ enum kiln_rc kiln_store_dispatch_batches(struct kiln_store *st,
 		rc = load_candidates(st, c, &n, err);
 	while (rc == KILN_OK && running < d->max_running &&
 	       steps < d->max_starts) {
-		int k = pick(c, n), started = 0;
+		int k = pick(c, n), handled = 0, started = 0;
 
 		if (k < 0)
 			break;
-		rc = start_one(st, d, &c[k], ++seq, claims, &started, err);
+		rc = start_one(st, d, &c[k], ++seq, claims, &handled,
+			       &started, err);
 		running += started;
-		steps++;
+		steps += handled;
 	}
 	for (i = 0; i < n; i++) {
 		json_decref(c[i].batch);
 		json_decref(c[i].definition);
 	}
+	/* A candidate without pending rows after all changes nothing. */
 	if (rc == KILN_OK && steps > 0)
 		rc = kiln_store_commit(st, err);
 	else

@@ -23,7 +23,8 @@
 	" webhook_url, execution_events, origin_instance, origin_zone,"       \
 	" origin_reference, name, total, pending, processing, completed,"     \
 	" failed, cancelled, credit_cost, started_at, completed_at,"          \
-	" cancelled_at, created_at, updated_at, duration_sum_ms"
+	" cancelled_at, created_at, updated_at, duration_sum_ms,"             \
+	" duration_count"
 
 #define EXEC_COLS                                                             \
 	"id, asset_index, asset_id, asset_url, inputs, status, workflow_id,"  \
@@ -76,6 +77,7 @@ static json_t *render_batch_row(sqlite3_stmt *s)
 	int64_t completed = sqlite3_column_int64(s, 19);
 	int64_t failed = sqlite3_column_int64(s, 20);
 	int64_t finished = completed + failed;
+	int64_t timed = sqlite3_column_int64(s, 29);
 	int64_t started = sqlite3_column_int64(s, 23);
 	int has_started = sqlite3_column_type(s, 23) != SQLITE_NULL;
 	int has_ended = sqlite3_column_type(s, 24) != SQLITE_NULL;
@@ -105,9 +107,9 @@ static json_t *render_batch_row(sqlite3_stmt *s)
 			   has_started ? json_integer(elapsed) : json_null());
 	json_object_set_new(
 		timing, "mean_execution_ms",
-		finished > 0 ? json_real((double)sqlite3_column_int64(s, 28) /
-					 (double)finished)
-			     : json_null());
+		timed > 0 ? json_real((double)sqlite3_column_int64(s, 28) /
+				      (double)timed)
+			  : json_null());
 	json_object_set_new(
 		timing, "throughput_per_minute",
 		finished > 0 && elapsed > 0
@@ -279,7 +281,8 @@ static enum kiln_rc get_batch_locked(struct kiln_store *st, const char *id,
 		"SELECT " BATCH_COLS " FROM batches WHERE id = ?1"
 		" AND (?2 IS NULL OR tenant_id = ?2)";
 	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
-	json_t *b, *assets;
+	int64_t timed;
+	json_t *b;
 	enum kiln_rc rc;
 	int src;
 
@@ -296,13 +299,10 @@ static enum kiln_rc get_batch_locked(struct kiln_store *st, const char *id,
 		return kiln_store_fail(st, src, err);
 	}
 	b = render_batch_row(s);
+	timed = sqlite3_column_int64(s, 29);
 	sqlite3_reset(s);
-	assets = json_object_get(b, "assets");
-	rc = add_percentiles(
-		st, id, json_object_get(b, "timing"),
-		json_integer_value(json_object_get(assets, "completed")) +
-			json_integer_value(json_object_get(assets, "failed")),
-		err);
+	rc = add_percentiles(st, id, json_object_get(b, "timing"), timed,
+			     err);
 	if (rc == KILN_OK)
 		rc = add_failed_ids(st, id, b, err);
 	if (rc != KILN_OK) {
@@ -817,9 +817,17 @@ static void read_exec_row(sqlite3_stmt *s, struct exec_row *r)
 	r->credit_cost = sqlite3_column_double(s, 5);
 }
 
-static int counts_duration(const char *status)
+/* Whether an execution with status that started as r did counts in the
+ * batch's durations: it finished (SUCCESS, FAILED) and it ran. */
+static int is_timed(const struct exec_row *r, const char *status)
 {
-	return strcmp(status, "SUCCESS") == 0 || strcmp(status, "FAILED") == 0;
+	return r->started_at > 0 && (strcmp(status, "SUCCESS") == 0 ||
+				     strcmp(status, "FAILED") == 0);
+}
+
+static int was_timed(const struct exec_row *r)
+{
+	return is_timed(r, r->status);
 }
 
 /* Ends execution old (as it was): the row, the batch's counts, stop on
@@ -844,6 +852,7 @@ static enum kiln_rc end_execution(struct kiln_store *st,
 		" cancelled = cancelled + (?3 = 'CANCELLED')"
 		"   - (?2 = 'CANCELLED'),"
 		" duration_sum_ms = duration_sum_ms + ?5 - ?4,"
+		" duration_count = duration_count + ?10 - ?9,"
 		" credit_cost = credit_cost + ?7 - ?6, updated_at = ?8"
 		" WHERE id = ?1";
 	int64_t now = kiln_now_ms();
@@ -879,12 +888,13 @@ static enum kiln_rc end_execution(struct kiln_store *st,
 	sqlite3_bind_text(s, 1, old->batch_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, old->status, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, e->status, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4,
-			   counts_duration(old->status) ? old->duration_ms : 0);
-	sqlite3_bind_int64(s, 5, counts_duration(e->status) ? duration : 0);
+	sqlite3_bind_int64(s, 4, was_timed(old) ? old->duration_ms : 0);
+	sqlite3_bind_int64(s, 5, is_timed(old, e->status) ? duration : 0);
 	sqlite3_bind_double(s, 6, old->credit_cost);
 	sqlite3_bind_double(s, 7, credit);
 	sqlite3_bind_int64(s, 8, now);
+	sqlite3_bind_int(s, 9, was_timed(old));
+	sqlite3_bind_int(s, 10, is_timed(old, e->status));
 	src = sqlite3_step(s);
 	sqlite3_reset(s);
 	if (src != SQLITE_DONE)
@@ -1084,6 +1094,7 @@ static enum kiln_rc reset_execution(struct kiln_store *st,
 		" failed = failed - (?2 = 'FAILED'),"
 		" cancelled = cancelled - (?2 = 'CANCELLED'),"
 		" duration_sum_ms = duration_sum_ms - ?3,"
+		" duration_count = duration_count - ?6,"
 		" credit_cost = credit_cost - ?4,"
 		" status = CASE WHEN started_at IS NULL THEN 'PENDING'"
 		"   ELSE 'RUNNING' END,"
@@ -1101,16 +1112,27 @@ static enum kiln_rc reset_execution(struct kiln_store *st,
 		return err ? err->code : KILN_EIO;
 	sqlite3_bind_text(s, 1, r->batch_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, r->status, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3,
-			   counts_duration(r->status) ? r->duration_ms : 0);
+	sqlite3_bind_int64(s, 3, was_timed(r) ? r->duration_ms : 0);
 	sqlite3_bind_double(s, 4, r->credit_cost);
 	sqlite3_bind_int64(s, 5, now);
+	sqlite3_bind_int(s, 6, was_timed(r));
 	src = sqlite3_step(s);
 	sqlite3_reset(s);
 	return src == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, src, err);
 }
 
-/* The executions to retry: those listed (each must be in the batch and
+static int listed_before(const struct exec_row *rows, size_t n,
+			 const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(rows[i].id, id) == 0)
+			return 1;
+	return 0;
+}
+
+/* The executions to retry: those listed (an id listed twice counts once) (each must be in the batch and
  * FAILED or CANCELLED), or every FAILED one. */
 static enum kiln_rc retry_targets(struct kiln_store *st, const char *id,
 				  const json_t *ids, struct exec_row **out,
@@ -1181,6 +1203,8 @@ static enum kiln_rc retry_targets(struct kiln_store *st, const char *id,
 			free(rows);
 			return kiln_store_fail(st, src, err);
 		}
+		if (listed_before(rows, *n, rows[*n].id))
+			continue;
 		if (strcmp(rows[*n].status, "FAILED") != 0 &&
 		    strcmp(rows[*n].status, "CANCELLED") != 0) {
 			enum kiln_rc rc = kiln_err_set(

@@ -653,6 +653,35 @@ static enum kiln_rc read_status(struct kiln_store *st, const char *id,
 	return rc;
 }
 
+/* A batch execution's workflow runs again through the batch's retry,
+ * which keeps the batch's counts and its end right. */
+static enum kiln_rc refuse_batch_resume(struct kiln_store *st, const char *id,
+					struct kiln_err *err)
+{
+	static const char sql[] =
+		"SELECT batch_id FROM workflows WHERE id = ?1"
+		" AND batch_id IS NOT NULL";
+	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+	enum kiln_rc rc = KILN_OK;
+	int src;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	src = sqlite3_step(s);
+	if (src == SQLITE_ROW)
+		rc = kiln_err_set(err, KILN_ECONFLICT, "",
+				  "Workflow %s runs an execution of batch %s;"
+				  " run it again with POST"
+				  " /api/v1/batches/%s/retry",
+				  id, (const char *)sqlite3_column_text(s, 0),
+				  (const char *)sqlite3_column_text(s, 0));
+	else if (src != SQLITE_DONE)
+		rc = kiln_store_fail(st, src, err);
+	sqlite3_reset(s);
+	return rc;
+}
+
 enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 					const char *id,
 					const struct kiln_scope *scope,
@@ -681,6 +710,10 @@ enum kiln_rc kiln_store_workflow_action(struct kiln_store *st,
 				  id, t->verb);
 		goto fail;
 	}
+	if (action == KILN_WF_ACTION_RESUME && rc == KILN_OK)
+		rc = refuse_batch_resume(st, id, err);
+	if (rc != KILN_OK)
+		goto fail;
 	if (!(t->allowed & BIT(status))) {
 		rc = kiln_err_set(err, KILN_ECONFLICT, "",
 				  "Workflow %s is %s; only %s workflows can"

@@ -193,7 +193,8 @@ static void test_asset_inputs_asset_type(void **state)
 	expect_json("shared only",
 		    kiln_batch_asset_inputs(schema, "image", shared, asset),
 		    "{\"prompt\": \"shared\", \"steps\": 20, \"image\":"
-		    " {\"url\": \"https://x/1.png\", \"asset_id\": \"sku-1\"}}");
+		    " {\"url\": \"https://x/1.png\","
+		    " \"asset_id\": \"sku-1\"}}");
 	json_decref(asset);
 
 	/* The asset's inputs override, and add; the asset itself beats an
@@ -290,7 +291,8 @@ static void test_workflow_built(void **state)
 	assert_string_equal(str(wf, "origin_instance"), "batch");
 	assert_string_equal(str(wf, "origin_tenant_id"), "acme");
 	assert_string_equal(str(wf, "name"), "Product shot");
-	expect_json("run_inputs", json_incref(json_object_get(wf, "run_inputs")),
+	expect_json("run_inputs",
+		    json_incref(json_object_get(wf, "run_inputs")),
 		    "{\"prompt\": \"a red dress\", \"image\": {\"url\":"
 		    " \"https://cdn.test/1.png\", \"asset_id\": \"sku-1\"},"
 		    " \"steps\": 30}");
@@ -353,7 +355,8 @@ static void test_workflow_overrides_and_origin(void **state)
 		  " \"image\", \"inputs\": {\"prompt\": \"p\"},"
 		  " \"origin_instance\": null, \"origin_zone\": null,"
 		  " \"origin_reference\": null, \"name\": null}");
-	asset = parse("{\"asset_id\": null, \"url\": \"https://cdn.test/3.png\","
+	asset = parse("{\"asset_id\": null,"
+		      " \"url\": \"https://cdn.test/3.png\","
 		      " \"inputs\": {}}");
 	wf = kiln_batch_workflow(&cfg, def, b, asset, &err);
 	assert_non_null(wf);
@@ -377,7 +380,8 @@ static void test_workflow_url_input(void **state)
 	struct kiln_err err = {0};
 	json_t *def = definition(BY_URL);
 	json_t *b = parse("{\"id\": \"b-3\", \"tenant_id\": \"acme\","
-			  " \"template_id\": \"tpl-u\", \"template_version\": 1,"
+			  " \"template_id\": \"tpl-u\","
+			  " \"template_version\": 1,"
 			  " \"asset_input\": \"source\","
 			  " \"inputs\": {\"style\": \"noir\"}}");
 	json_t *asset = parse("{\"asset_id\": \"x\", \"url\":"
@@ -392,7 +396,8 @@ static void test_workflow_url_input(void **state)
 			    "config")),
 		    "{\"prompt\": \"noir\", \"image_url\":"
 		    " \"gs://bucket/o.png\"}");
-	expect_json("run_inputs", json_incref(json_object_get(wf, "run_inputs")),
+	expect_json("run_inputs",
+		    json_incref(json_object_get(wf, "run_inputs")),
 		    "{\"source\": \"gs://bucket/o.png\", \"style\": \"noir\"}");
 	json_decref(wf);
 	json_decref(asset);

@@ -183,8 +183,8 @@ static void test_hash_same_json(void **state)
 		"  \"inputs\" : { \"steps\" : 30, \"prompt\" : \"a cat\" },\n"
 		"  \"template_id\" : \"t1\" }",
 		"{\"inputs\":{\"steps\":30,\"prompt\":\"a cat\"},"
-		"\"template_id\":\"t1\",\"assets\":[{\"url\":\"https://x/1.png\"}]"
-		"}",
+		"\"template_id\":\"t1\","
+		"\"assets\":[{\"url\":\"https://x/1.png\"}]}",
 		/* The same string written with escapes. */
 		"{\"template_id\":\"\\u0074\\u0031\",\"inputs\":{\"prompt\":"
 		"\"a\\u0020cat\",\"steps\":30},\"assets\":[{\"url\":"

@@ -89,11 +89,12 @@ static json_t *workflow(const char *status, const char *generate,
 
 #define GEN_DONE                                                            \
 	STEP("generate", "COMPLETED",                                       \
-	     ", \"result\": {\"result_image_path\": \"https://x/first.png\"},"  \
+	     ", \"result\": {\"result_image_path\":"                       \
+	     " \"https://x/first.png\"},"                                     \
 	     " \"attempts\": [{\"attempt\": 1, \"outcome\": \"succeeded\"}]")
 #define REFINE_DONE                                                         \
 	STEP("refine", "COMPLETED",                                         \
-	     ", \"result\": {\"result_image_path\": \"https://x/y.png\"},"      \
+	     ", \"result\": {\"result_image_path\": \"https://x/y.png\"},"  \
 	     " \"attempts\": [{\"attempt\": 1, \"outcome\": \"succeeded\"}]")
 #define REFINE_PENDING STEP("refine", "PENDING", ", \"result\": null")
 
@@ -239,8 +240,9 @@ static void test_view_completed_outputs(void **state)
 		    " \"format\": \"png\"}]");
 	/* "type" and "url" come first. */
 	text = json_dumps(json_array_get(out, 0), JSON_COMPACT);
-	assert_int_equal(strncmp(text,
-				 "{\"type\":\"image\",\"url\":\"https://x/y.png\"",
+	assert_non_null(text);
+	assert_int_equal(strncmp(text, "{\"type\":\"image\",\"url\":"
+				       "\"https://x/y.png\"",
 				 39),
 			 0);
 	free(text);
@@ -464,7 +466,8 @@ static void test_error_none(void **state)
 		json_t *wf = workflow(
 			statuses[i], GEN_DONE,
 			STEP("refine", "FAILED",
-			     ", \"attempts\": [{\"outcome\": \"job_failed\"}]"));
+			     ", \"attempts\": [{\"outcome\":"
+			     " \"job_failed\"}]"));
 
 		if (kiln_run_error(wf) != NULL)
 			fail_msg("%s run has an error", statuses[i]);
