@@ -11,7 +11,7 @@ mode of its tag (set_mode), else "ok":
 
   do=ok          200 {"result_image_path": ..., "credit_cost": 0.25, ...}
   do=fail        500 "upstream exploded" (the step fails: no retries)
-  do=sleep&ms=N  waits N ms, then answers like ok
+  do=sleep&ms=N  waits N ms (default sleep_ms), then answers like ok
   do=hold        waits until released (release_next / release_all /
                  set_mode), at most hold_max_s, then answers like ok
   cost=X         the credit_cost of an ok answer (default 0.25)
@@ -46,8 +46,9 @@ def output_url(rec_url):
 
 
 class BatchProvider:
-    def __init__(self, hold_max_s=25.0):
+    def __init__(self, hold_max_s=25.0, sleep_ms=100):
         self.hold_max_s = hold_max_s
+        self.sleep_ms = sleep_ms
         self._lock = threading.Condition()
         self._records = []
         self._seq = itertools.count(1)
@@ -72,7 +73,8 @@ class BatchProvider:
 
     def set_mode(self, tag, mode):
         """Future calls of tag (without do= in their URL) behave as mode
-        ("ok", "hold", "fail"); leaving "hold" releases the held ones."""
+        ("ok", "hold", "fail", "sleep"); leaving "hold" releases the held
+        ones."""
         with self._lock:
             self._modes[tag] = mode
         if mode != "hold":
@@ -153,6 +155,12 @@ class BatchProvider:
                 return self._all_max
             return self._max.get(tag, 0)
 
+    def reset_max(self):
+        """The maxima start again from what is in flight now."""
+        with self._lock:
+            self._max = dict(self._inflight)
+            self._all_max = self._all_inflight
+
     def calls_per_url(self, tag):
         out = {}
         for r in self.records(tag):
@@ -209,7 +217,7 @@ class BatchProvider:
 
     def _behave(self, h, rec, mode, query, leave):
         if mode == "sleep":
-            ms = float((query.get("ms") or ["200"])[0])
+            ms = float((query.get("ms") or [self.sleep_ms])[0])
             self._closing.wait(ms / 1000.0)
         elif mode == "hold":
             ev = threading.Event()
