@@ -304,15 +304,28 @@ void kiln_api_batch_create(struct kiln_req *req, struct kiln_resp *resp)
 	if (kiln_api_tenant_or_reply(req, body, resp) != 0)
 		goto out;
 	st = kiln_reply_store(resp);
-	if (st == NULL)
+	if (st == NULL ||
+	    kiln_api_idempotency(req, body, &idem, hash, resp) != 0)
 		goto out;
+	/* A retry gets the first batch even if the template changed. */
+	if (kiln_store_idem_lookup(st, &idem, &existing, &err) != KILN_OK) {
+		kiln_reply_error(resp, &err);
+		goto out;
+	}
+	if (existing != NULL) {
+		if (kiln_store_get_batch(st, existing, NULL, &created, &err) !=
+		    KILN_OK) {
+			kiln_reply_error(resp, &err);
+			goto out;
+		}
+		goto answer;
+	}
 	tpl = batch_template(
 		req, st,
 		json_string_value(json_object_get(body, "template_id")), resp);
 	if (tpl == NULL)
 		goto out;
-	if (kiln_api_idempotency(req, body, &idem, hash, resp) != 0)
-		goto out;
+	kiln_api_default_tenant(req, body, tpl);
 	b = batch_record(req, tpl, body, resp);
 	if (b == NULL)
 		goto out;
@@ -323,10 +336,11 @@ void kiln_api_batch_create(struct kiln_req *req, struct kiln_resp *resp)
 		kiln_reply_error(resp, &err);
 		goto out;
 	}
+answer:
 	resp->is_replay = existing != NULL;
-	free(existing);
 	kiln_reply_json(resp, MHD_HTTP_ACCEPTED, created);
 out:
+	free(existing);
 	json_decref(detail);
 	json_decref(body);
 	json_decref(tpl);

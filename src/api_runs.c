@@ -59,8 +59,14 @@ static void answer_run(struct kiln_req *req, const char *id, int is_post,
 		json_decref(wf);
 		return;
 	}
+	/* A new run answers 202 even when it was quick enough to end
+	 * already; 200 says "this is the end you waited (or asked again)
+	 * for". */
 	kiln_reply_json(resp,
-			ended || !is_post ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED,
+			!is_post || (ended && (wait_until_ms > 0 ||
+					       resp->is_replay))
+				? MHD_HTTP_OK
+				: MHD_HTTP_ACCEPTED,
 			kiln_run_view(wf));
 	json_decref(wf);
 }
@@ -111,18 +117,36 @@ json_t *kiln_api_runnable_template(struct kiln_req *req,
 	return tpl;
 }
 
+void kiln_api_default_tenant(struct kiln_req *req, json_t *body,
+			     const json_t *tpl)
+{
+	const json_t *tenant = json_object_get(tpl, "origin_tenant_id");
+
+	if (!req->principal.has_tenant && json_is_string(tenant) &&
+	    !json_is_string(json_object_get(body, "origin_tenant_id")))
+		json_object_set(body, "origin_tenant_id", (json_t *)tenant);
+}
+
 int kiln_api_idempotency(struct kiln_req *req, const json_t *body,
 			 struct kiln_idem *idem,
 			 char hash[KILN_IDEM_HASH_LEN], struct kiln_resp *resp)
 {
-	const char *key = MHD_lookup_connection_value(req->conn,
-						      MHD_HEADER_KIND,
-						      "Idempotency-Key");
+	const char *key = kiln_req_header(req, "Idempotency-Key");
+	char path[1024];
+	size_t n;
 
 	memset(idem, 0, sizeof(*idem));
 	if (key == NULL)
 		return 0;
-	if (kiln_idem_hash(req->method, req->path, body, hash) != 0) {
+	/* The router reads ".../run/" as ".../run": so does the key. */
+	n = strlen(req->path);
+	while (n > 1 && req->path[n - 1] == '/')
+		n--;
+	if (n >= sizeof(path))
+		n = sizeof(path) - 1;
+	memcpy(path, req->path, n);
+	path[n] = '\0';
+	if (kiln_idem_hash(req->method, path, body, hash) != 0) {
 		kiln_reply_detail(resp, MHD_HTTP_INTERNAL_SERVER_ERROR,
 				  "out of memory");
 		return -1;
@@ -194,9 +218,25 @@ void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp)
 	if (kiln_api_tenant_or_reply(req, body, resp) != 0)
 		goto out;
 	st = kiln_reply_store(resp);
-	if (st == NULL || (tpl = kiln_api_runnable_template(
-				   req, st, req->path_id, resp)) == NULL)
+	if (st == NULL ||
+	    kiln_api_idempotency(req, body, &idem, hash, resp) != 0)
 		goto out;
+	/* A retry is answered with the first run even if the template has
+	 * changed or been archived since. */
+	if (kiln_store_idem_lookup(st, &idem, &existing, &err) != KILN_OK) {
+		kiln_reply_error(resp, &err);
+		goto out;
+	}
+	if (existing != NULL) {
+		resp->is_replay = 1;
+		answer_run(req, existing, 1, until, resp);
+		free(existing);
+		goto out;
+	}
+	tpl = kiln_api_runnable_template(req, st, req->path_id, resp);
+	if (tpl == NULL)
+		goto out;
+	kiln_api_default_tenant(req, body, tpl);
 	wf = run_workflow(req, tpl, body, resp);
 	if (wf == NULL)
 		goto out;
@@ -206,8 +246,6 @@ void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp)
 	json_object_set(wf, "template_id", json_object_get(tpl, "id"));
 	json_object_set(wf, "template_version",
 			json_object_get(tpl, "version"));
-	if (kiln_api_idempotency(req, body, &idem, hash, resp) != 0)
-		goto out;
 	who = kiln_engine_claimer(req->app->engine);
 	if (kiln_store_insert_run(st, wf, &idem, &who, &claims, &existing,
 				  &err) != KILN_OK) {

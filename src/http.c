@@ -117,6 +117,8 @@ static enum MHD_Result suspend(struct kiln_http *h, struct req_state *rs,
 			       const struct kiln_req *req,
 			       struct kiln_resp *resp)
 {
+	if (rs->wait_render == NULL)
+		kiln_waits_begin(h->app->waits);
 	rs->wait_render = resp->wait_render;
 	kiln_strlcpy(rs->wait_id, resp->wait_id, sizeof(rs->wait_id));
 	rs->wait_until_ms = resp->wait_until_ms;
@@ -211,10 +213,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 static void on_completed(void *cls, struct MHD_Connection *conn,
 			 void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+	struct kiln_http *h = cls;
 	struct req_state *rs = *con_cls;
 
 	if (rs == NULL)
 		return;
+	if (rs->wait_render != NULL)
+		kiln_waits_end(h->app->waits);
 	free(rs->body);
 	free(rs);
 	*con_cls = NULL;

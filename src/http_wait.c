@@ -30,7 +30,14 @@ struct kiln_waits {
 	size_t n, cap;
 	uint64_t seq;
 	int stopping;
+	/* Requests that have waited and not been completed yet (answered
+	 * and sent, or dropped): stop lets them finish first. */
+	size_t active;
+	pthread_cond_t idle;
 };
+
+/* How long stop lets woken waiters send their answers. */
+#define STOP_GRACE_MS 5000
 
 /* Resumes and forgets waiter i; the caller holds the lock. */
 static void release(struct kiln_waits *w, size_t i)
@@ -98,8 +105,10 @@ struct kiln_waits *kiln_waits_start(struct kiln_err *err)
 	}
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
+	pthread_cond_init(&w->idle, NULL);
 	if (pthread_create(&w->timer, NULL, timer_main, w) != 0) {
 		pthread_cond_destroy(&w->wake);
+		pthread_cond_destroy(&w->idle);
 		pthread_mutex_destroy(&w->lock);
 		free(w);
 		kiln_err_set(err, KILN_EIO, "", "cannot start a thread");
@@ -119,8 +128,35 @@ void kiln_waits_stop(struct kiln_waits *w)
 	while (w->n > 0)
 		release(w, 0);
 	pthread_cond_signal(&w->wake);
+	/* Every waiter answers (with the run as it is) before the daemon
+	 * closes its connections. */
+	{
+		int64_t until = kiln_now_ms() + STOP_GRACE_MS;
+		struct timespec ts;
+
+		ts.tv_sec = (time_t)(until / 1000);
+		ts.tv_nsec = (long)(until % 1000) * 1000000L;
+		while (w->active > 0 &&
+		       pthread_cond_timedwait(&w->idle, &w->lock, &ts) == 0)
+			;
+	}
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->timer, NULL);
+}
+
+void kiln_waits_begin(struct kiln_waits *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->active++;
+	pthread_mutex_unlock(&w->lock);
+}
+
+void kiln_waits_end(struct kiln_waits *w)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->active > 0 && --w->active == 0)
+		pthread_cond_broadcast(&w->idle);
+	pthread_mutex_unlock(&w->lock);
 }
 
 /* Frees w once the HTTP daemon is gone (no handler can reach it). */
@@ -129,6 +165,7 @@ void kiln_waits_free(struct kiln_waits *w)
 	if (w == NULL)
 		return;
 	pthread_cond_destroy(&w->wake);
+	pthread_cond_destroy(&w->idle);
 	pthread_mutex_destroy(&w->lock);
 	free(w->w);
 	free(w);

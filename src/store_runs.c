@@ -50,6 +50,23 @@ enum kiln_rc kiln_store_idem_find(struct kiln_store *st,
 	return rc;
 }
 
+enum kiln_rc kiln_store_idem_lookup(struct kiln_store *st,
+				    const struct kiln_idem *idem,
+				    char **existing, struct kiln_err *err)
+{
+	enum kiln_rc rc;
+
+	*existing = NULL;
+	if (idem == NULL || idem->key == NULL)
+		return KILN_OK;
+	rc = kiln_store_begin_read(st, err);
+	if (rc != KILN_OK)
+		return rc;
+	rc = kiln_store_idem_find(st, idem, existing, err);
+	kiln_store_rollback(st);
+	return rc;
+}
+
 enum kiln_rc kiln_store_idem_record(struct kiln_store *st,
 				    const struct kiln_idem *idem,
 				    const char *type, const char *id,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kiln/json_spec.h"
+#include "kiln/mapping.h"
 #include "kiln/template_inputs.h"
 #include "kiln/template_validate.h"
 #include "kiln/workflow_validate.h"
@@ -265,6 +266,62 @@ json_t *kiln_template_instantiate(const json_t *definition,
 	return wf;
 }
 
+/* Applies each mapping from "$inputs" to a scratch copy of its step's
+ * config, so an input that cannot feed its mapping (left out, or of
+ * another shape than the from_field pointer needs) is refused before the
+ * run is stored, at ["body", "inputs", NAME].  -1 when detail got one. */
+static int apply_input_mappings(const json_t *wf, const json_t *inputs,
+				json_t *detail)
+{
+	size_t i, k;
+	json_t *st, *m;
+	int bad = 0;
+
+	json_array_foreach(json_object_get(wf, "steps"), i, st) {
+		json_array_foreach(json_object_get(st, "input_mappings"), k, m) {
+			const char *from = json_string_value(
+				json_object_get(m, "from_step"));
+			const char *field = json_string_value(
+				json_object_get(m, "from_field"));
+			struct kiln_err err = {0};
+			json_t *scratch, *loc;
+			char name[KILN_INPUTS_NAME_MAX + 1];
+			size_t n;
+
+			if (from == NULL || strcmp(from, KILN_INPUTS_STEP) != 0)
+				continue;
+			scratch = json_deep_copy(json_object_get(st, "config"));
+			if (scratch == NULL)
+				scratch = json_object();
+			if (kiln_mapping_apply(scratch, m, inputs, &err) ==
+			    KILN_OK) {
+				json_decref(scratch);
+				continue;
+			}
+			json_decref(scratch);
+			/* A key names the input; a pointer's first token. */
+			field = field ? field : "";
+			n = *field == '/' ? strcspn(++field, "/") : strlen(field);
+			if (n > KILN_INPUTS_NAME_MAX)
+				n = KILN_INPUTS_NAME_MAX;
+			memcpy(name, field, n);
+			name[n] = '\0';
+			loc = json_pack("[sss]", "body", "inputs", name);
+			kiln_detail_add(detail, loc, "value_error",
+					"Value error, step '%s' maps %s from"
+					" this input: %s",
+					json_string_value(json_object_get(
+						st, "id")),
+					json_string_value(json_object_get(
+						m, "from_field")),
+					err.msg);
+			json_decref(loc);
+			bad = 1;
+		}
+	}
+	return bad ? -1 : 0;
+}
+
 json_t *kiln_template_run_workflow(const json_t *definition,
 				   const json_t *inputs, const json_t *run,
 				   const struct kiln_config *cfg,
@@ -297,6 +354,10 @@ json_t *kiln_template_run_workflow(const json_t *definition,
 				    json_string(KILN_RUN_ORIGIN_INSTANCE));
 	wf = kiln_workflow_validate_with_inputs(body, cfg, detail);
 	json_decref(body);
+	if (wf != NULL && apply_input_mappings(wf, inputs, detail) != 0) {
+		json_decref(wf);
+		return NULL;
+	}
 	if (wf != NULL)
 		json_object_set(wf, "run_inputs", (json_t *)inputs);
 	return wf;

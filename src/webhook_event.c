@@ -196,10 +196,13 @@ static void url_outputs(json_t *outputs, const json_t *v,
 json_t *kiln_result_outputs(const json_t *result)
 {
 	/* Where providers name their files (Replicate "output", fal
-	 * "images"/"video", ...), in order; the first that has any wins. */
+	 * "images"/"video", ...), in order; the first that has any wins.
+	 * result_image_path, the workflow API's own result field, comes
+	 * first: a result that also echoes its request ("image_url" of the
+	 * input image) must not list that input as an output. */
 	static const char *const keys[] = {
-		"outputs", "output", "images", "image", "videos", "video",
-		"image_url", "video_url", "url", "result_image_path",
+		"result_image_path", "outputs", "output", "images", "image",
+		"videos", "video", "image_url", "video_url", "url",
 	};
 	json_t *outputs = json_array();
 	const json_t *artifacts = json_object_get(result, "artifacts");

@@ -71,7 +71,8 @@ struct kiln_resp {
 
 /* ---- http_wait.c: suspended connections waiting for workflows ---- */
 struct kiln_waits *kiln_waits_start(struct kiln_err *err);
-/* Resumes every waiting connection (they answer at once) and stops. */
+/* Resumes every waiting connection, lets them answer (at most 5 s), and
+ * stops. */
 void kiln_waits_stop(struct kiln_waits *w);
 /* Frees w after the daemon has stopped. */
 void kiln_waits_free(struct kiln_waits *w);
@@ -81,6 +82,10 @@ uint64_t kiln_waits_seq(struct kiln_waits *w);
  * once if any workflow ended since seq or w is stopping. */
 void kiln_waits_add(struct kiln_waits *w, struct MHD_Connection *conn,
 		    const char *wf_id, int64_t until_ms, uint64_t seq);
+/* A request starts waiting (first suspension) / is completed (sent or
+ * dropped): kiln_waits_stop waits for every one to complete. */
+void kiln_waits_begin(struct kiln_waits *w);
+void kiln_waits_end(struct kiln_waits *w);
 /* 1 once kiln_waits_stop has begun. */
 int kiln_waits_stopping(struct kiln_waits *w);
 
@@ -157,6 +162,10 @@ int kiln_api_tenant_or_reply(struct kiln_req *req, json_t *obj,
 json_t *kiln_api_runnable_template(struct kiln_req *req,
 				   struct kiln_store *st, const char *id,
 				   struct kiln_resp *resp);
+/* An operator's run or batch of a tenant's template (body without an
+ * origin_tenant_id) belongs to that tenant. */
+void kiln_api_default_tenant(struct kiln_req *req, json_t *body,
+			     const json_t *tpl);
 /* Fills idem from the request's Idempotency-Key (idem->key NULL when
  * there is none) and the fingerprint of method, path and body into hash;
  * -1 with a 500 in resp when out of memory. */

@@ -418,6 +418,14 @@ enum kiln_rc kiln_store_insert_run(struct kiln_store *st, const json_t *wf,
 				   json_t **claims, char **existing,
 				   struct kiln_err *err) KILN_WARN_UNUSED;
 
+/* What idem's key was first used for (kiln_store_idem_find in a read
+ * transaction): a retry is answered before the request is checked
+ * again, so it is answered even if the template changed since. */
+enum kiln_rc kiln_store_idem_lookup(struct kiln_store *st,
+				    const struct kiln_idem *idem,
+				    char **existing, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
 /* fn(ctx, wf_id) runs after each commit that ended a workflow (COMPLETED,
  * FAILED, CANCELLED), once per workflow; wf_id NULL means "some, too many
  * to name".  On the committing thread: keep it short. */
