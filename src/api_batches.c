@@ -79,10 +79,10 @@ static void place_error(json_t *d, size_t i, const char *asset_input,
 	if (name == NULL)
 		return;
 	if (strcmp(name, asset_input) == 0) {
-		at = json_pack("[sIs]", "body", "assets", (json_int_t)i,
+		at = json_pack("[ssIs]", "body", "assets", (json_int_t)i,
 			       "url");
 	} else if (json_object_get(json_object_get(asset, "inputs"), name)) {
-		at = json_pack("[sIs]", "body", "assets", (json_int_t)i,
+		at = json_pack("[ssIs]", "body", "assets", (json_int_t)i,
 			       "inputs");
 		for (k = 2; k < json_array_size(loc); k++)
 			json_array_append(at, json_array_get(loc, k));
@@ -92,17 +92,17 @@ static void place_error(json_t *d, size_t i, const char *asset_input,
 	json_object_set_new(d, "loc", at);
 }
 
-/* Checks every asset's inputs against the template; the workflow itself
- * is built once for each distinct set of input names (what a placeholder
- * or mapping depends on), not once per asset. */
+/* Checks every asset: its inputs against the template's schema (errors
+ * placed at the asset), then the workflow it would run, built as the
+ * scheduler will build it, so nothing accepted fails later for its
+ * inputs. */
 static void check_assets(const struct kiln_config *cfg, const json_t *tpl,
 			 const json_t *batch, json_t *detail)
 {
 	const json_t *schema = json_object_get(tpl, "inputs");
 	const char *asset_input = json_string_value(
 		json_object_get(batch, "asset_input"));
-	json_t *seen = json_object(), *loc = json_pack("[ss]", "body",
-						       "inputs");
+	json_t *loc = json_pack("[ss]", "body", "inputs");
 	const json_t *assets = json_object_get(batch, "assets");
 	size_t i;
 
@@ -112,10 +112,7 @@ static void check_assets(const struct kiln_config *cfg, const json_t *tpl,
 		const json_t *asset = json_array_get(assets, i);
 		json_t *merged, *resolved, *mine = json_array(), *d, *wf;
 		struct kiln_err err = {0};
-		char names[4096] = "";
-		const char *key;
-		size_t j, n = 0;
-		json_t *v;
+		size_t j;
 
 		merged = kiln_batch_asset_inputs(
 			schema, asset_input, json_object_get(batch, "inputs"),
@@ -127,32 +124,29 @@ static void check_assets(const struct kiln_config *cfg, const json_t *tpl,
 			    json_array_size(detail) < DETAIL_MAX)
 				json_array_append(detail, d);
 		}
-		json_object_foreach(resolved, key, v) {
-			int w = snprintf(names + n, sizeof(names) - n, "%s,",
-					 key);
+		wf = resolved ? kiln_batch_workflow(cfg, tpl, batch, asset,
+						    &err)
+			      : NULL;
+		if (resolved != NULL && wf == NULL) {
+			json_t *at = json_pack("[ssIs]", "body", "assets",
+					       (json_int_t)i, "inputs");
 
-			n += w > 0 && (size_t)w < sizeof(names) - n ? (size_t)w
-								    : 0;
+			add_error(detail, at, "value_error", err.msg);
+			json_decref(at);
 		}
-		if (resolved != NULL && json_object_get(seen, names) == NULL) {
-			json_object_set_new(seen, names, json_true());
-			wf = kiln_batch_workflow(cfg, tpl, batch, asset, &err);
-			if (wf == NULL) {
-				json_t *at = json_pack("[sIs]", "body",
-						       "assets", (json_int_t)i,
-						       "inputs");
-
-				add_error(detail, at, "value_error", err.msg);
-				json_decref(at);
-			}
-			json_decref(wf);
-		}
+		json_decref(wf);
 		json_decref(resolved);
 		json_decref(merged);
 		json_decref(mine);
 	}
 	json_decref(loc);
-	json_decref(seen);
+}
+
+/* At most DETAIL_MAX errors are answered. */
+static void cap_detail(json_t *detail)
+{
+	while (json_array_size(detail) > DETAIL_MAX)
+		json_array_remove(detail, json_array_size(detail) - 1);
 }
 
 /* Structure of the body and of each asset. */
@@ -264,6 +258,7 @@ static json_t *batch_record(struct kiln_req *req, const json_t *tpl,
 		json_object_set_new(b, "inputs", json_object());
 	check_assets(req->app->cfg, tpl, b, detail);
 	kiln_api_check_webhook_target(req, b, detail);
+	cap_detail(detail);
 	if (json_array_size(detail) > 0) {
 		json_decref(b);
 		kiln_reply_invalid_input(resp, detail);
@@ -296,6 +291,7 @@ void kiln_api_batch_create(struct kiln_req *req, struct kiln_resp *resp)
 		goto out;
 	kiln_idem_key_check(detail, kiln_req_header(req, "Idempotency-Key"));
 	check_body(body, detail);
+	cap_detail(detail);
 	if (json_array_size(detail) > 0) {
 		kiln_reply_invalid_input(resp, detail);
 		detail = NULL;

@@ -41,16 +41,31 @@ void kiln_rfc3339(int64_t ms, char out[KILN_RFC3339_LEN])
 	kiln_strlcpy(out, buf, KILN_RFC3339_LEN);
 }
 
+/* Days in month mo (1-12) of year y. */
+static int month_days(int y, int mo)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30,
+				   31, 31, 30, 31, 30, 31};
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return days[mo - 1] + (mo == 2 && leap);
+}
+
 int64_t kiln_rfc3339_parse(const char *s)
 {
-	int y, mo, d, h, mi, sec, n = 0;
+	int y, mo, d, h, mi, sec, n = 0, oh = 0, om = 0, sign = 0;
 	long ms = 0;
 	struct tm tm = {0};
 	const char *p;
 
 	if (s == NULL ||
 	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi,
-		   &sec, &n) != 6)
+		   &sec, &n) != 6 || n != 19)
+		return -1;
+	/* timegm would carry a 13th month or a 30 February into the next:
+	 * such a time is not a time. (60: a leap second.) */
+	if (mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo) || h > 23 ||
+	    mi > 59 || sec > 60 || h < 0 || mi < 0 || sec < 0)
 		return -1;
 	p = s + n;
 	if (*p == '.') {
@@ -59,16 +74,27 @@ int64_t kiln_rfc3339_parse(const char *s)
 		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
 			if (digits < 3)
 				ms = ms * 10 + (*p - '0');
+		if (digits == 0)
+			return -1;
 		for (; digits < 3; digits++)
 			ms *= 10;
 	}
-	if (strcmp(p, "Z") != 0)
+	/* "Z", or an offset "+hh:mm" / "-hh:mm". */
+	if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') {
+		sign = 0;
+	} else if ((p[0] == '+' || p[0] == '-') && strlen(p) == 6 &&
+		   sscanf(p + 1, "%2d:%2d", &oh, &om) == 2 && p[3] == ':' &&
+		   oh <= 23 && om <= 59 && oh >= 0 && om >= 0) {
+		sign = p[0] == '+' ? 1 : -1;
+	} else {
 		return -1;
+	}
 	tm.tm_year = y - 1900;
 	tm.tm_mon = mo - 1;
 	tm.tm_mday = d;
 	tm.tm_hour = h;
 	tm.tm_min = mi;
 	tm.tm_sec = sec;
-	return (int64_t)timegm(&tm) * 1000 + ms;
+	return ((int64_t)timegm(&tm) - sign * (oh * 3600 + om * 60)) * 1000 +
+	       ms;
 }

@@ -61,8 +61,9 @@ int64_t kiln_mono_ms(void);
 #define KILN_RFC3339_LEN 32
 /* Writes "2022-04-13T15:42:05.901Z" (UTC, milliseconds) into out. */
 void kiln_rfc3339(int64_t ms, char out[KILN_RFC3339_LEN]);
-/* Reads what kiln_rfc3339 writes (UTC, "Z", any fraction) back into ms;
- * -1 if s is not such a time. */
+/* Reads an RFC 3339 time (what kiln_rfc3339 writes, any fraction, "Z" or
+ * a "+hh:mm"/"-hh:mm" offset) into ms since the epoch; -1 if s is not
+ * such a time, or names no real date (a 13th month, 30 February). */
 int64_t kiln_rfc3339_parse(const char *s);
 
 #define KILN_UUID_LEN 37
