@@ -300,14 +300,9 @@ void kiln_api_batch_create(struct kiln_req *req, struct kiln_resp *resp)
 	if (kiln_api_tenant_or_reply(req, body, resp) != 0)
 		goto out;
 	st = kiln_reply_store(resp);
-	if (st == NULL ||
-	    kiln_api_idempotency(req, body, &idem, hash, resp) != 0)
+	if (st == NULL || kiln_api_idempotency(req, st, body, &idem, hash,
+					       &existing, resp) != 0)
 		goto out;
-	/* A retry gets the first batch even if the template changed. */
-	if (kiln_store_idem_lookup(st, &idem, &existing, &err) != KILN_OK) {
-		kiln_reply_error(resp, &err);
-		goto out;
-	}
 	if (existing != NULL) {
 		if (kiln_store_get_batch(st, existing, NULL, &created, &err) !=
 		    KILN_OK) {

@@ -127,15 +127,19 @@ void kiln_api_default_tenant(struct kiln_req *req, json_t *body,
 		json_object_set(body, "origin_tenant_id", (json_t *)tenant);
 }
 
-int kiln_api_idempotency(struct kiln_req *req, const json_t *body,
-			 struct kiln_idem *idem,
-			 char hash[KILN_IDEM_HASH_LEN], struct kiln_resp *resp)
+int kiln_api_idempotency(struct kiln_req *req, struct kiln_store *st,
+			 const json_t *body, struct kiln_idem *idem,
+			 char hash[KILN_IDEM_HASH_LEN], char **existing,
+			 struct kiln_resp *resp)
 {
+	struct kiln_err err = {0};
+
 	const char *key = kiln_req_header(req, "Idempotency-Key");
 	char path[1024];
 	size_t n;
 
 	memset(idem, 0, sizeof(*idem));
+	*existing = NULL;
 	if (key == NULL)
 		return 0;
 	/* The router reads ".../run/" as ".../run": so does the key. */
@@ -154,6 +158,12 @@ int kiln_api_idempotency(struct kiln_req *req, const json_t *body,
 	idem->key = key;
 	idem->tenant = req->principal.has_tenant ? req->principal.tenant : NULL;
 	idem->hash = hash;
+	/* A retry is recognised before the request is checked again, so it
+	 * is answered even if the template changed or was archived since. */
+	if (kiln_store_idem_lookup(st, idem, existing, &err) != KILN_OK) {
+		kiln_reply_error(resp, &err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -218,15 +228,9 @@ void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp)
 	if (kiln_api_tenant_or_reply(req, body, resp) != 0)
 		goto out;
 	st = kiln_reply_store(resp);
-	if (st == NULL ||
-	    kiln_api_idempotency(req, body, &idem, hash, resp) != 0)
+	if (st == NULL || kiln_api_idempotency(req, st, body, &idem, hash,
+					       &existing, resp) != 0)
 		goto out;
-	/* A retry is answered with the first run even if the template has
-	 * changed or been archived since. */
-	if (kiln_store_idem_lookup(st, &idem, &existing, &err) != KILN_OK) {
-		kiln_reply_error(resp, &err);
-		goto out;
-	}
 	if (existing != NULL) {
 		resp->is_replay = 1;
 		answer_run(req, existing, 1, until, resp);

@@ -167,11 +167,14 @@ json_t *kiln_api_runnable_template(struct kiln_req *req,
 void kiln_api_default_tenant(struct kiln_req *req, json_t *body,
 			     const json_t *tpl);
 /* Fills idem from the request's Idempotency-Key (idem->key NULL when
- * there is none) and the fingerprint of method, path and body into hash;
- * -1 with a 500 in resp when out of memory. */
+ * there is none) and the fingerprint of method, path and body into hash,
+ * and looks the key up: *existing (owned) is what it created first, when
+ * it is a retry.  -1 with the answer in resp: 409 for the key used with
+ * another request, 500 when out of memory, 503 when the store is busy. */
 struct kiln_idem;
-int kiln_api_idempotency(struct kiln_req *req, const json_t *body,
-			 struct kiln_idem *idem, char hash[65],
+int kiln_api_idempotency(struct kiln_req *req, struct kiln_store *st,
+			 const json_t *body, struct kiln_idem *idem,
+			 char hash[65], char **existing,
 			 struct kiln_resp *resp);
 void kiln_api_template_run(struct kiln_req *req, struct kiln_resp *resp);
 void kiln_api_run_get(struct kiln_req *req, struct kiln_resp *resp);
