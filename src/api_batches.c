@@ -124,8 +124,8 @@ static void check_assets(const struct kiln_config *cfg, const json_t *tpl,
 			    json_array_size(detail) < DETAIL_MAX)
 				json_array_append(detail, d);
 		}
-		wf = resolved ? kiln_batch_workflow(cfg, tpl, batch, asset,
-						    &err)
+		wf = resolved ? kiln_batch_workflow_of(cfg, tpl, batch,
+						       resolved, &err)
 			      : NULL;
 		if (resolved != NULL && wf == NULL) {
 			json_t *at = json_pack("[ssIs]", "body", "assets",

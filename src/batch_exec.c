@@ -80,24 +80,16 @@ static void first_fault(const json_t *detail, struct kiln_err *err)
 		     json_string_value(json_object_get(d, "msg")));
 }
 
-json_t *kiln_batch_workflow(const struct kiln_config *cfg,
-			    const json_t *definition, const json_t *batch,
-			    const json_t *asset, struct kiln_err *err)
+json_t *kiln_batch_workflow_of(const struct kiln_config *cfg,
+			       const json_t *definition, const json_t *batch,
+			       const json_t *resolved, struct kiln_err *err)
 {
 	static const char *const origin_keys[] = {
 		"origin_instance", "origin_zone", "origin_reference", "name",
 	};
-	const json_t *schema = json_object_get(definition, "inputs");
-	json_t *detail = json_array(), *loc = json_pack("[ss]", "body",
-							"inputs");
-	json_t *merged, *resolved, *run, *wf = NULL;
+	json_t *detail = json_array(), *run, *wf;
 	size_t i;
 
-	merged = kiln_batch_asset_inputs(
-		schema,
-		json_string_value(json_object_get(batch, "asset_input")),
-		json_object_get(batch, "inputs"), asset);
-	resolved = kiln_inputs_resolve(detail, loc, schema, merged);
 	run = json_pack("{s:n, s:O?}", "webhook_url", "origin_tenant_id",
 			json_object_get(batch, "tenant_id"));
 	for (i = 0; i < sizeof(origin_keys) / sizeof(origin_keys[0]); i++) {
@@ -109,9 +101,7 @@ json_t *kiln_batch_workflow(const struct kiln_config *cfg,
 	if (json_object_get(run, "origin_instance") == NULL)
 		json_object_set_new(run, "origin_instance",
 				    json_string(KILN_BATCH_ORIGIN_INSTANCE));
-	if (resolved != NULL)
-		wf = kiln_template_run_workflow(definition, resolved, run, cfg,
-						detail);
+	wf = kiln_template_run_workflow(definition, resolved, run, cfg, detail);
 	if (wf != NULL) {
 		json_object_set(wf, "template_id",
 				json_object_get(batch, "template_id"));
@@ -122,6 +112,29 @@ json_t *kiln_batch_workflow(const struct kiln_config *cfg,
 		first_fault(detail, err);
 	}
 	json_decref(run);
+	json_decref(detail);
+	return wf;
+}
+
+json_t *kiln_batch_workflow(const struct kiln_config *cfg,
+			    const json_t *definition, const json_t *batch,
+			    const json_t *asset, struct kiln_err *err)
+{
+	const json_t *schema = json_object_get(definition, "inputs");
+	json_t *detail = json_array(), *loc = json_pack("[ss]", "body",
+							"inputs");
+	json_t *merged, *resolved, *wf = NULL;
+
+	merged = kiln_batch_asset_inputs(
+		schema,
+		json_string_value(json_object_get(batch, "asset_input")),
+		json_object_get(batch, "inputs"), asset);
+	resolved = kiln_inputs_resolve(detail, loc, schema, merged);
+	if (resolved != NULL)
+		wf = kiln_batch_workflow_of(cfg, definition, batch, resolved,
+					    err);
+	else
+		first_fault(detail, err);
 	json_decref(resolved);
 	json_decref(merged);
 	json_decref(loc);

@@ -435,6 +435,31 @@ void kiln_store_mark_delivery_queued(struct kiln_store *st)
 	st->queued_delivery = 1;
 }
 
+/* A one-row, one-column integer query bound with batch id ?1 and an
+ * optional second integer ?2. */
+enum kiln_rc kiln_store_int(struct kiln_store *st, const char *sql,
+			    const char *id, int64_t arg, int64_t *out, int *found,
+			    struct kiln_err *err)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+	int src;
+
+	if (s == NULL)
+		return err ? err->code : KILN_EIO;
+	if (id != NULL)
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	if (sqlite3_bind_parameter_count(s) >= 2)
+		sqlite3_bind_int64(s, 2, arg);
+	src = sqlite3_step(s);
+	*found = src == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
+	if (*found)
+		*out = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return src == SQLITE_ROW || src == SQLITE_DONE
+		       ? KILN_OK
+		       : kiln_store_fail(st, src, err);
+}
+
 void kiln_store_on_workflow_end(void (*fn)(void *ctx, const char *wf_id),
 				void *ctx)
 {

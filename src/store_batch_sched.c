@@ -27,20 +27,6 @@ struct candidate {
 	int64_t pending;
 };
 
-static enum kiln_rc one_int(struct kiln_store *st, const char *sql,
-			    int64_t *out, struct kiln_err *err)
-{
-	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
-	int src;
-
-	if (s == NULL)
-		return err ? err->code : KILN_EIO;
-	src = sqlite3_step(s);
-	*out = src == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-	sqlite3_reset(s);
-	return src == SQLITE_ROW ? KILN_OK : kiln_store_fail(st, src, err);
-}
-
 static enum kiln_rc load_candidates(struct kiln_store *st,
 				    struct candidate *c, size_t *n,
 				    struct kiln_err *err)
@@ -207,19 +193,11 @@ static enum kiln_rc mark_started(struct kiln_store *st,
 static enum kiln_rc pending_of(struct kiln_store *st, const char *batch_id,
 			       int64_t *pending, struct kiln_err *err)
 {
-	static const char sql[] = "SELECT pending FROM batches WHERE id = ?1";
-	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
-	int src;
+	int found;
 
-	if (s == NULL)
-		return err ? err->code : KILN_EIO;
-	sqlite3_bind_text(s, 1, batch_id, -1, SQLITE_TRANSIENT);
-	src = sqlite3_step(s);
-	*pending = src == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-	sqlite3_reset(s);
-	return src == SQLITE_ROW || src == SQLITE_DONE
-		       ? KILN_OK
-		       : kiln_store_fail(st, src, err);
+	*pending = 0;
+	return kiln_store_int(st, "SELECT pending FROM batches WHERE id = ?1",
+			      batch_id, 0, pending, &found, err);
 }
 
 /* Starts the next execution of candidate k: *handled is 1 when it had
@@ -290,7 +268,7 @@ enum kiln_rc kiln_store_dispatch_batches(struct kiln_store *st,
 	json_t *claims = json_array();
 	int64_t running = 0, seq = 0;
 	size_t n = 0, i;
-	int steps = 0;
+	int steps = 0, found;
 	enum kiln_rc rc;
 
 	*claims_out = NULL;
@@ -300,9 +278,9 @@ enum kiln_rc kiln_store_dispatch_batches(struct kiln_store *st,
 		json_decref(claims);
 		return rc;
 	}
-	rc = one_int(st, sql_running, &running, err);
+	rc = kiln_store_int(st, sql_running, NULL, 0, &running, &found, err);
 	if (rc == KILN_OK)
-		rc = one_int(st, sql_seq, &seq, err);
+		rc = kiln_store_int(st, sql_seq, NULL, 0, &seq, &found, err);
 	if (rc == KILN_OK && running < d->max_running)
 		rc = load_candidates(st, c, &n, err);
 	while (rc == KILN_OK && running < d->max_running &&

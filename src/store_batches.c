@@ -180,30 +180,6 @@ static json_t *render_exec(sqlite3_stmt *s)
 
 /* ---- reading ----------------------------------------------------------- */
 
-/* A one-row, one-column integer query bound with batch id ?1 and an
- * optional second integer ?2. */
-static enum kiln_rc query_int(struct kiln_store *st, const char *sql,
-			      const char *id, int64_t arg, int64_t *out,
-			      int *found, struct kiln_err *err)
-{
-	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
-	int src;
-
-	if (s == NULL)
-		return err ? err->code : KILN_EIO;
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
-	if (sqlite3_bind_parameter_count(s) >= 2)
-		sqlite3_bind_int64(s, 2, arg);
-	src = sqlite3_step(s);
-	*found = src == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
-	if (*found)
-		*out = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	return src == SQLITE_ROW || src == SQLITE_DONE
-		       ? KILN_OK
-		       : kiln_store_fail(st, src, err);
-}
-
 /* Nearest-rank percentiles of the finished executions' durations. */
 static enum kiln_rc add_percentiles(struct kiln_store *st, const char *id,
 				    json_t *timing, int64_t finished,
@@ -230,7 +206,7 @@ static enum kiln_rc add_percentiles(struct kiln_store *st, const char *id,
 			json_object_set_new(timing, ps[i].key, json_null());
 			continue;
 		}
-		rc = query_int(st, sql, id, rank < 0 ? 0 : rank, &v, &found,
+		rc = kiln_store_int(st, sql, id, rank < 0 ? 0 : rank, &v, &found,
 			       err);
 		if (rc != KILN_OK)
 			return rc;
@@ -414,30 +390,9 @@ static void bind_exec_filter(sqlite3_stmt *s, const void *ctx)
 		sqlite3_bind_text(s, 3, l->f->asset_id, -1, SQLITE_TRANSIENT);
 }
 
-/* KILN_ENOTFOUND unless batch id exists within scope. */
-static enum kiln_rc batch_visible(struct kiln_store *st, const char *id,
-				  const struct kiln_scope *scope,
-				  struct kiln_err *err)
-{
-	static const char sql[] =
-		"SELECT 1 FROM batches WHERE id = ?1"
-		" AND (?2 IS NULL OR tenant_id = ?2)";
-	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
-	int src;
-
-	if (s == NULL)
-		return err ? err->code : KILN_EIO;
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
-	kiln_bind_cstr(s, 2, scope ? scope->tenant : NULL);
-	src = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (src == SQLITE_ROW)
-		return KILN_OK;
-	if (src == SQLITE_DONE)
-		return kiln_err_set(err, KILN_ENOTFOUND, "",
-				    "Batch %s not found", id);
-	return kiln_store_fail(st, src, err);
-}
+static enum kiln_rc batch_status(struct kiln_store *st, const char *id,
+				 const struct kiln_scope *scope,
+				 char status[32], struct kiln_err *err);
 
 enum kiln_rc kiln_store_list_executions(struct kiln_store *st,
 					const char *batch_id,
@@ -450,7 +405,8 @@ enum kiln_rc kiln_store_list_executions(struct kiln_store *st,
 	struct kiln_page_query q = {SQL_EXEC_COUNT[which], SQL_EXEC_LIST[which],
 				    bind_exec_filter, &l, 4, f->limit,
 				    f->offset, render_exec, "executions"};
-	enum kiln_rc rc = batch_visible(st, batch_id, scope, err);
+	char status[32];
+	enum kiln_rc rc = batch_status(st, batch_id, scope, status, err);
 
 	if (rc != KILN_OK)
 		return rc;
@@ -723,7 +679,7 @@ static enum kiln_rc stop_on_error(struct kiln_store *st, const char *id,
 	enum kiln_rc rc;
 	int found = 0;
 
-	rc = query_int(st, sql_check, id, 0, &stop, &found, err);
+	rc = kiln_store_int(st, sql_check, id, 0, &stop, &found, err);
 	if (rc != KILN_OK || !found || !stop)
 		return rc;
 	rc = exec_id(st, sql_cancel, id, now, NULL, err);

@@ -36,4 +36,10 @@ json_t *kiln_batch_workflow(const struct kiln_config *cfg,
 			    const json_t *definition, const json_t *batch,
 			    const json_t *asset, struct kiln_err *err);
 
+/* kiln_batch_workflow from the asset's inputs already resolved (for
+ * callers that resolved them to place their errors). */
+json_t *kiln_batch_workflow_of(const struct kiln_config *cfg,
+			       const json_t *definition, const json_t *batch,
+			       const json_t *resolved, struct kiln_err *err);
+
 #endif

@@ -568,6 +568,12 @@ enum kiln_rc kiln_store_idem_record(struct kiln_store *st,
 				    const char *type, const char *id,
 				    struct kiln_err *err) KILN_WARN_UNUSED;
 void kiln_store_mark_batches_changed(struct kiln_store *st);
+/* A one-row, one-column integer query in the caller's transaction, with
+ * text ?1 = id (unless NULL) and, when the statement has it, ?2 = arg.
+ * *found is 0 when there is no row or it is NULL. */
+enum kiln_rc kiln_store_int(struct kiln_store *st, const char *sql,
+			    const char *id, int64_t arg, int64_t *out,
+			    int *found, struct kiln_err *err) KILN_WARN_UNUSED;
 /* kiln_store_insert_workflow inside the caller's transaction (who NULL:
  * nothing claimed; claims NULL likewise). */
 enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
