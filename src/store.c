@@ -1,54 +1,31 @@
 /*
- * store.c - SQLite connections, one per thread, and the transaction and
- * statement helpers the store_*.c files share.
+ * store.c - SQLite connections, one per thread, and the statement helpers
+ * the store_*.c files share.  Write transactions are store_txn.c's.
  *
  * Design: kiln_store_init() opens the database once to apply migrations,
- * then every thread (HTTP, workers) opens its own connection on first use
- * through a pthread key, so no connection is ever shared between threads
- * and the key's destructor closes it when the thread exits.  WAL lets the
- * readers run beside the single writer; busy_timeout absorbs short waits
- * for the write lock; foreign keys are on.  Prepared statements are cached
- * per connection (a small array searched by SQL text) because the same few
+ * then every thread (HTTP, workers) opens its own connection for reads on
+ * first use through a pthread key, so a read never waits for another
+ * thread, and the key's destructor closes it when the thread exits.
+ * Writes all go through one shared writer connection (store_txn.c).  WAL
+ * lets the readers run beside the writer; busy_timeout absorbs waits for
+ * other processes; foreign keys are on.  Prepared statements are cached
+ * per connection (a hash on the SQL text's address) because the same few
  * statements run millions of times.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "kiln/log.h"
 #include "kiln/migrate.h"
 #include "kiln/store.h"
+#include "store_conn.h"
 
-#define STMT_CACHE_MAX 64
 #define BUSY_TIMEOUT_MS 5000
-
-struct cached_stmt {
-	const char *sql; /* static string from the store_*.c files */
-	sqlite3_stmt *stmt;
-};
-
-struct kiln_store {
-	sqlite3 *db;
-	struct cached_stmt stmts[STMT_CACHE_MAX];
-	size_t n_stmts;
-	int holds_writer; /* this connection holds writer_lock */
-	int queued_delivery; /* this transaction queued a webhook delivery */
-	/* Workflows this transaction ended (for waiting runs), and whether
-	 * it changed what batches may start. */
-	char ended[KILN_STORE_ENDED_MAX][KILN_UUID_LEN];
-	size_t n_ended;
-	int ended_overflow;
-	int batches_changed;
-};
-
-/* One writer at a time inside this process.  SQLite's busy handler waits
- * for the write lock by sleeping (1, 2, 5, 10 ms...), so under load the
- * lock sat free while every writer slept; a mutex hands it over at once.
- * busy_timeout still covers other processes (the sqlite3 shell). */
-static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static char *db_path;
 /* Who is told that a commit queued webhook deliveries (the dispatcher). */
@@ -67,15 +44,22 @@ static volatile int background_checkpoints;
 static pthread_key_t conn_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
-static void store_close(struct kiln_store *st)
+void kiln_conn_close(struct kiln_conn *c)
 {
 	size_t i;
 
+	for (i = 0; i < KILN_STMT_SLOTS; i++)
+		if (c->slots[i].stmt != NULL)
+			sqlite3_finalize(c->slots[i].stmt);
+	sqlite3_close(c->db);
+	memset(c, 0, sizeof(*c));
+}
+
+static void store_close(struct kiln_store *st)
+{
 	if (st == NULL)
 		return;
-	for (i = 0; i < st->n_stmts; i++)
-		sqlite3_finalize(st->stmts[i].stmt);
-	sqlite3_close(st->db);
+	kiln_conn_close(&st->own);
 	free(st);
 }
 
@@ -89,11 +73,16 @@ static void make_key(void)
 	pthread_key_create(&conn_key, conn_destructor);
 }
 
+const char *kiln_store_path(void)
+{
+	return db_path;
+}
+
 enum kiln_rc kiln_store_fail(struct kiln_store *st, int src,
 			     struct kiln_err *err)
 {
 	int base = src & 0xff;
-	const char *msg = st && st->db ? sqlite3_errmsg(st->db)
+	const char *msg = st && st->cur->db ? sqlite3_errmsg(st->cur->db)
 				       : sqlite3_errstr(src);
 
 	if (base == SQLITE_BUSY || base == SQLITE_LOCKED || base == SQLITE_FULL)
@@ -101,29 +90,25 @@ enum kiln_rc kiln_store_fail(struct kiln_store *st, int src,
 	return kiln_err_set(err, KILN_EIO, "", "store error: %s", msg);
 }
 
-static enum kiln_rc store_open(const char *path, struct kiln_store **out,
-			       struct kiln_err *err)
+enum kiln_rc kiln_conn_open(const char *path, struct kiln_conn *c,
+			    struct kiln_err *err)
 {
-	struct kiln_store *st;
 	char *errmsg = NULL;
 	int rc;
 
-	st = calloc(1, sizeof(*st));
-	if (st == NULL)
-		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
-	rc = sqlite3_open_v2(path, &st->db,
+	memset(c, 0, sizeof(*c));
+	rc = sqlite3_open_v2(path, &c->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
 			     NULL);
 	if (rc != SQLITE_OK) {
 		kiln_err_set(err, KILN_EIO, "", "cannot open %s: %s", path,
-			     st->db ? sqlite3_errmsg(st->db)
-				    : sqlite3_errstr(rc));
-		store_close(st);
+			     c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		kiln_conn_close(c);
 		return KILN_EIO;
 	}
-	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
-	rc = sqlite3_exec(st->db,
+	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+	rc = sqlite3_exec(c->db,
 			  "PRAGMA journal_mode=WAL;"
 			  "PRAGMA synchronous=NORMAL;"
 			  /* 1 MiB of page cache per connection (default 2):
@@ -133,15 +118,32 @@ static enum kiln_rc store_open(const char *path, struct kiln_store **out,
 			  "PRAGMA foreign_keys=ON;",
 			  NULL, NULL, &errmsg);
 	if (rc == SQLITE_OK && background_checkpoints)
-		rc = sqlite3_exec(st->db, "PRAGMA wal_autocheckpoint=0;", NULL,
+		rc = sqlite3_exec(c->db, "PRAGMA wal_autocheckpoint=0;", NULL,
 				  NULL, &errmsg);
 	if (rc != SQLITE_OK) {
 		kiln_err_set(err, KILN_EIO, "", "cannot configure %s: %s", path,
 			     errmsg ? errmsg : sqlite3_errstr(rc));
 		sqlite3_free(errmsg);
-		store_close(st);
+		kiln_conn_close(c);
 		return KILN_EIO;
 	}
+	return KILN_OK;
+}
+
+static enum kiln_rc store_open(const char *path, struct kiln_store **out,
+			       struct kiln_err *err)
+{
+	struct kiln_store *st = calloc(1, sizeof(*st));
+	enum kiln_rc rc;
+
+	if (st == NULL)
+		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
+	rc = kiln_conn_open(path, &st->own, err);
+	if (rc != KILN_OK) {
+		free(st);
+		return rc;
+	}
+	st->cur = &st->own;
 	*out = st;
 	return KILN_OK;
 }
@@ -153,6 +155,7 @@ enum kiln_rc kiln_store_init(const char *data_dir, struct kiln_err *err)
 	enum kiln_rc rc;
 
 	pthread_once(&key_once, make_key);
+	kiln_store_writer_close(); /* of an earlier kiln_store_init */
 	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
 		return kiln_err_set(err, KILN_EIO, "data_dir",
 				    "cannot create %s: %s", data_dir,
@@ -165,7 +168,7 @@ enum kiln_rc kiln_store_init(const char *data_dir, struct kiln_err *err)
 	rc = store_open(db_path, &st, err);
 	if (rc != KILN_OK)
 		return rc;
-	rc = kiln_migrate(st->db, err);
+	rc = kiln_migrate(st->own.db, err);
 	if (rc != KILN_OK) {
 		store_close(st);
 		return rc;
@@ -177,6 +180,7 @@ enum kiln_rc kiln_store_init(const char *data_dir, struct kiln_err *err)
 void kiln_store_shutdown(void)
 {
 	kiln_store_thread_release();
+	kiln_store_writer_close();
 	free(db_path);
 	db_path = NULL;
 }
@@ -218,7 +222,7 @@ int kiln_store_checkpoint(struct kiln_store *st)
 {
 	int log_frames = 0, done = 0;
 
-	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	if (sqlite3_wal_checkpoint_v2(st->own.db, NULL, SQLITE_CHECKPOINT_PASSIVE,
 				      &log_frames, &done) != SQLITE_OK)
 		return -1;
 	return done;
@@ -233,130 +237,52 @@ int kiln_store_ping(struct kiln_store *st)
 
 sqlite3 *kiln_store_db(struct kiln_store *st)
 {
-	return st->db;
+	return st->cur->db;
+}
+
+static size_t stmt_slot(const char *sql)
+{
+	uintptr_t h = (uintptr_t)sql;
+
+	h ^= h >> 17;
+	h *= (uintptr_t)0x9e3779b97f4a7c15ull;
+	return (size_t)(h >> 24) & (KILN_STMT_SLOTS - 1);
 }
 
 sqlite3_stmt *kiln_store_stmt(struct kiln_store *st, const char *sql,
 			      struct kiln_err *err)
 {
+	struct kiln_conn *c = st->cur;
 	sqlite3_stmt *stmt = NULL;
-	size_t i;
+	size_t i = stmt_slot(sql);
 	int rc;
 
-	for (i = 0; i < st->n_stmts; i++) {
-		if (st->stmts[i].sql == sql ||
-		    strcmp(st->stmts[i].sql, sql) == 0) {
-			stmt = st->stmts[i].stmt;
+	while (c->slots[i].sql != NULL) {
+		if (c->slots[i].sql == sql) {
+			stmt = c->slots[i].stmt;
 			sqlite3_reset(stmt);
 			sqlite3_clear_bindings(stmt);
 			return stmt;
 		}
+		i = (i + 1) & (KILN_STMT_SLOTS - 1);
 	}
-	rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+	if (c->n_stmts >= KILN_STMT_SLOTS / 4 * 3) {
+		/* A programming error: too many distinct statements. */
+		kiln_log(KILN_LOG_ERROR,
+			 "statement cache full; raise KILN_STMT_SLOTS");
+		kiln_err_set(err, KILN_EIO, "", "statement cache full");
+		return NULL;
+	}
+	rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
 				&stmt, NULL);
 	if (rc != SQLITE_OK) {
 		kiln_store_fail(st, rc, err);
 		return NULL;
 	}
-	if (st->n_stmts < STMT_CACHE_MAX) {
-		st->stmts[st->n_stmts].sql = sql;
-		st->stmts[st->n_stmts].stmt = stmt;
-		st->n_stmts++;
-		return stmt;
-	}
-	/* Cache full: a programming error (too many distinct statements). */
-	kiln_log(KILN_LOG_ERROR, "statement cache full; raise STMT_CACHE_MAX");
-	sqlite3_finalize(stmt);
-	kiln_err_set(err, KILN_EIO, "", "statement cache full");
-	return NULL;
-}
-
-static enum kiln_rc exec_simple(struct kiln_store *st, const char *sql,
-				struct kiln_err *err)
-{
-	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
-	int rc;
-
-	if (s == NULL)
-		return err ? err->code : KILN_EIO;
-	rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return kiln_store_fail(st, rc, err);
-	return KILN_OK;
-}
-
-static void release_writer(struct kiln_store *st)
-{
-	if (st->holds_writer) {
-		st->holds_writer = 0;
-		pthread_mutex_unlock(&writer_lock);
-	}
-}
-
-enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
-{
-	enum kiln_rc rc;
-
-	pthread_mutex_lock(&writer_lock);
-	st->holds_writer = 1;
-	rc = exec_simple(st, "BEGIN IMMEDIATE", err);
-	if (rc != KILN_OK)
-		release_writer(st);
-	return rc;
-}
-
-enum kiln_rc kiln_store_begin_with(struct kiln_store *st, const char *sql,
-				   sqlite3_stmt **s, struct kiln_err *err)
-{
-	enum kiln_rc rc = kiln_store_begin(st, err);
-
-	if (rc != KILN_OK)
-		return rc;
-	*s = kiln_store_stmt(st, sql, err);
-	if (*s != NULL)
-		return KILN_OK;
-	kiln_store_rollback(st);
-	return err ? err->code : KILN_EIO;
-}
-
-enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
-{
-	enum kiln_rc rc = exec_simple(st, "COMMIT", err);
-	int queued = st->queued_delivery;
-	int batches = st->batches_changed;
-	size_t i;
-
-	if (rc != KILN_OK)
-		kiln_store_rollback(st);
-	st->queued_delivery = 0;
-	st->batches_changed = 0;
-	release_writer(st);
-	/* Told only once the rows are committed, so they find them. */
-	if (rc == KILN_OK && queued && delivery_hook != NULL)
-		delivery_hook(delivery_hook_ctx);
-	if (rc == KILN_OK && ended_hook != NULL) {
-		for (i = 0; i < st->n_ended; i++)
-			ended_hook(ended_hook_ctx, st->ended[i]);
-		if (st->ended_overflow)
-			ended_hook(ended_hook_ctx, NULL);
-	}
-	if (rc == KILN_OK && batches && batch_hook != NULL)
-		batch_hook(batch_hook_ctx);
-	st->n_ended = 0;
-	st->ended_overflow = 0;
-	return rc;
-}
-
-void kiln_store_rollback(struct kiln_store *st)
-{
-	if (!sqlite3_get_autocommit(st->db))
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-	st->queued_delivery = 0;
-	st->batches_changed = 0;
-	st->n_ended = 0;
-	st->ended_overflow = 0;
-	release_writer(st);
+	c->slots[i].sql = sql;
+	c->slots[i].stmt = stmt;
+	c->n_stmts++;
+	return stmt;
 }
 
 enum kiln_rc kiln_store_begin_read(struct kiln_store *st, struct kiln_err *err)
@@ -484,4 +410,32 @@ void kiln_store_mark_workflow_ended(struct kiln_store *st, const char *wf_id)
 void kiln_store_mark_batches_changed(struct kiln_store *st)
 {
 	st->batches_changed = 1;
+}
+
+void kiln_store_after_write(struct kiln_store *st, int committed)
+{
+	char ended[KILN_STORE_ENDED_MAX][KILN_UUID_LEN];
+	size_t i, n_ended = st->n_ended;
+	int queued = st->queued_delivery, batches = st->batches_changed;
+	int overflow = st->ended_overflow;
+
+	/* Forgotten first: a hook may read the store on this thread. */
+	memcpy(ended, st->ended, n_ended * sizeof(ended[0]));
+	st->queued_delivery = 0;
+	st->batches_changed = 0;
+	st->n_ended = 0;
+	st->ended_overflow = 0;
+	if (!committed)
+		return;
+	/* Told only once the rows are committed, so they find them. */
+	if (queued && delivery_hook != NULL)
+		delivery_hook(delivery_hook_ctx);
+	if (ended_hook != NULL) {
+		for (i = 0; i < n_ended; i++)
+			ended_hook(ended_hook_ctx, ended[i]);
+		if (overflow)
+			ended_hook(ended_hook_ctx, NULL);
+	}
+	if (batches && batch_hook != NULL)
+		batch_hook(batch_hook_ctx);
 }

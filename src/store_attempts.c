@@ -30,16 +30,12 @@ static enum kiln_rc guarded(struct kiln_store *st, sqlite3_stmt *s,
 	return KILN_OK;
 }
 
+/* Runs s (from kiln_store_begin_with) and ends the transaction. */
 static enum kiln_rc in_tx(struct kiln_store *st, sqlite3_stmt *s,
 			  const char *step_uuid, struct kiln_err *err)
 {
-	enum kiln_rc rc = kiln_store_begin(st, err);
+	enum kiln_rc rc = guarded(st, s, step_uuid, err);
 
-	if (rc != KILN_OK) {
-		sqlite3_reset(s);
-		return rc;
-	}
-	rc = guarded(st, s, step_uuid, err);
 	if (rc == KILN_OK)
 		rc = kiln_store_commit(st, err);
 	if (rc != KILN_OK)
@@ -67,11 +63,12 @@ enum kiln_rc kiln_store_end_attempt(struct kiln_store *st,
 		" error_message = ?6, next_attempt_at = ?9, job = NULL,"
 		" updated_at = ?3"
 		" WHERE id = ?1 AND task_id = ?2 AND status = 'RUNNING'";
-	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
 	int64_t now = kiln_now_ms();
+	sqlite3_stmt *s;
+	enum kiln_rc rc = kiln_store_begin_with(st, sql, &s, err);
 
-	if (s == NULL)
-		return err ? err->code : KILN_EIO;
+	if (rc != KILN_OK)
+		return rc;
 	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, task_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, now);
@@ -108,10 +105,11 @@ enum kiln_rc kiln_store_start_attempt(struct kiln_store *st,
 		" 'error', NULL, 'job_id', NULL)),"
 		" next_attempt_at = NULL, job = NULL, updated_at = ?3"
 		" WHERE id = ?1 AND task_id = ?2 AND status = 'RUNNING'";
-	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+	sqlite3_stmt *s;
+	enum kiln_rc rc = kiln_store_begin_with(st, sql, &s, err);
 
-	if (s == NULL)
-		return err ? err->code : KILN_EIO;
+	if (rc != KILN_OK)
+		return rc;
 	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, task_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, kiln_now_ms());
@@ -126,10 +124,11 @@ enum kiln_rc kiln_store_record_job(struct kiln_store *st,
 		"UPDATE steps SET job = ?3, attempts = json_set(attempts,"
 		" '$[#-1].job_id', json_extract(?3, '$.id')), updated_at = ?4"
 		" WHERE id = ?1 AND task_id = ?2 AND status = 'RUNNING'";
-	sqlite3_stmt *s = kiln_store_stmt(st, sql, err);
+	sqlite3_stmt *s;
+	enum kiln_rc rc = kiln_store_begin_with(st, sql, &s, err);
 
-	if (s == NULL)
-		return err ? err->code : KILN_EIO;
+	if (rc != KILN_OK)
+		return rc;
 	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, task_id, -1, SQLITE_TRANSIENT);
 	kiln_bind_json(s, 3, job, NULL);

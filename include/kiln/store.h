@@ -630,6 +630,16 @@ enum kiln_rc kiln_store_begin_with(struct kiln_store *st, const char *sql,
 				   sqlite3_stmt **s, struct kiln_err *err)
 	KILN_WARN_UNUSED;
 void kiln_store_rollback(struct kiln_store *st);
+/* Write transactions are committed in groups (store_txn.c): a writer that
+ * finishes while others wait for the writer lock leaves the transaction
+ * to them, and kiln_store_commit returns once the group's COMMIT did.
+ * Counters since start: COMMITs (groups), parts (kiln_store_begin ..
+ * commit/rollback), parts that left the commit to a later writer, and
+ * the writers waiting for the lock now. */
+struct kiln_write_stats {
+	uint64_t commits, parts, deferred, waiting;
+};
+void kiln_store_write_stats(struct kiln_write_stats *out);
 /* A read transaction (a consistent snapshot for several queries); end it
  * with kiln_store_rollback. */
 enum kiln_rc kiln_store_begin_read(struct kiln_store *st,

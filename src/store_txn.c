@@ -1,0 +1,257 @@
+/*
+ * store_txn.c - write transactions, committed in groups.
+ *
+ * Every write runs on one shared writer connection, one thread at a time
+ * (writer_lock), as a SAVEPOINT inside a transaction that several writers
+ * share.  A writer that finishes while others wait for the lock leaves the
+ * transaction open for them and sleeps; whoever finishes with nobody
+ * waiting (or the GROUP_MAX-th, or after GROUP_MAX_MS) commits it and wakes
+ * the group.  One commit, one set of WAL frames (the pages several writes
+ * share are written once), then serves many writes, while a writer alone
+ * commits at once as before.  kiln_store_commit() returns only after the
+ * group's COMMIT, with its result, so nobody is told of a write before it
+ * is durable; a part that fails is rolled back to its savepoint and the
+ * others commit without it.
+ *
+ * The shared connection also keeps its page cache warm: with one writer
+ * connection per thread, each write re-read the pages the others changed.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kiln/log.h"
+#include "kiln/store.h"
+#include "store_conn.h"
+
+#define GROUP_MAX 64
+#define GROUP_MAX_MS 10
+
+/* A writer waiting for its group's commit (on its own stack). */
+struct part_wait {
+	struct part_wait *next;
+	int done;
+	int src; /* SQLite's result of the group's COMMIT */
+};
+
+static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Under writer_lock: the shared connection and the open group. */
+static struct kiln_conn writer;
+static int writer_open;
+static int group_open;
+static int group_parts;
+static int64_t group_started_ms;
+static struct part_wait *group_waiters;
+/* Threads blocked on writer_lock in kiln_store_begin (atomic). */
+static int waiting_writers;
+/* Counters for kiln_store_write_stats (atomic: read without the lock). */
+static struct kiln_write_stats stats;
+
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
+
+static int writer_exec(struct kiln_store *st, const char *sql)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, sql, NULL);
+	int src;
+
+	if (s == NULL)
+		return SQLITE_ERROR;
+	src = sqlite3_step(s);
+	sqlite3_reset(s);
+	return src == SQLITE_DONE ? SQLITE_OK : src;
+}
+
+/* Wakes the group's sleepers with the result of its COMMIT. */
+static void close_group(int src)
+{
+	struct part_wait *w;
+
+	__atomic_add_fetch(&stats.commits, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&stats.parts, (uint64_t)group_parts,
+			   __ATOMIC_RELAXED);
+	group_open = 0;
+	group_parts = 0;
+	pthread_mutex_lock(&done_lock);
+	for (w = group_waiters; w != NULL; w = w->next) {
+		w->src = src;
+		w->done = 1;
+	}
+	group_waiters = NULL;
+	pthread_cond_broadcast(&done_cond);
+	pthread_mutex_unlock(&done_lock);
+}
+
+static enum kiln_rc group_fail(int src, struct kiln_err *err)
+{
+	int base = src & 0xff;
+
+	if (base == SQLITE_BUSY || base == SQLITE_LOCKED || base == SQLITE_FULL)
+		return kiln_err_set(err, KILN_EBUSY, "",
+				    "store busy: commit failed: %s",
+				    sqlite3_errstr(src));
+	return kiln_err_set(err, KILN_EIO, "", "store error: commit failed: %s",
+			    sqlite3_errstr(src));
+}
+
+/*
+ * This thread's part has been released (mine == KILN_OK) or undone.
+ * Leaves the group open for a waiting writer, or commits it; returns once
+ * the group is committed (or lost), with writer_lock released.
+ */
+static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
+			     struct kiln_err *err)
+{
+	struct part_wait me = {0};
+	int src;
+
+	group_parts++;
+	if (sqlite3_get_autocommit(writer.db)) {
+		/* An error (I/O, out of memory) rolled the whole transaction
+		 * back: every part of the group is lost. */
+		src = SQLITE_ABORT;
+	} else if (__atomic_load_n(&waiting_writers, __ATOMIC_SEQ_CST) > 0 &&
+		   group_parts < GROUP_MAX &&
+		   kiln_now_ms() - group_started_ms < GROUP_MAX_MS) {
+		me.next = group_waiters;
+		group_waiters = &me;
+		__atomic_add_fetch(&stats.deferred, 1, __ATOMIC_RELAXED);
+		st->cur = &st->own;
+		st->holds_writer = 0;
+		pthread_mutex_unlock(&writer_lock);
+		pthread_mutex_lock(&done_lock);
+		while (!me.done)
+			pthread_cond_wait(&done_cond, &done_lock);
+		pthread_mutex_unlock(&done_lock);
+		if (mine != KILN_OK)
+			return mine;
+		return me.src == SQLITE_OK ? KILN_OK : group_fail(me.src, err);
+	} else {
+		src = writer_exec(st, "COMMIT");
+		if (src != SQLITE_OK && !sqlite3_get_autocommit(writer.db))
+			sqlite3_exec(writer.db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	close_group(src);
+	st->cur = &st->own;
+	st->holds_writer = 0;
+	pthread_mutex_unlock(&writer_lock);
+	if (mine != KILN_OK)
+		return mine;
+	return src == SQLITE_OK ? KILN_OK : group_fail(src, err);
+}
+
+/* Undoes this thread's part (its savepoint), keeping the group's. */
+static void undo_part(struct kiln_store *st)
+{
+	if (sqlite3_get_autocommit(writer.db))
+		return;
+	if (writer_exec(st, "ROLLBACK TO part") == SQLITE_OK)
+		writer_exec(st, "RELEASE part");
+}
+
+enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
+{
+	enum kiln_rc rc;
+
+	__atomic_add_fetch(&waiting_writers, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&writer_lock);
+	__atomic_sub_fetch(&waiting_writers, 1, __ATOMIC_SEQ_CST);
+	if (!writer_open) {
+		if (kiln_store_path() == NULL) {
+			pthread_mutex_unlock(&writer_lock);
+			return kiln_err_set(err, KILN_EIO, "",
+					    "store not initialised");
+		}
+		rc = kiln_conn_open(kiln_store_path(), &writer, err);
+		if (rc != KILN_OK) {
+			pthread_mutex_unlock(&writer_lock);
+			return rc;
+		}
+		writer_open = 1;
+	}
+	st->cur = &writer;
+	st->holds_writer = 1;
+	if (!group_open) {
+		int src = writer_exec(st, "BEGIN IMMEDIATE");
+
+		if (src != SQLITE_OK) {
+			rc = kiln_store_fail(st, src, err);
+			st->cur = &st->own;
+			st->holds_writer = 0;
+			pthread_mutex_unlock(&writer_lock);
+			return rc;
+		}
+		group_open = 1;
+		group_parts = 0;
+		group_started_ms = kiln_now_ms();
+	}
+	if (writer_exec(st, "SAVEPOINT part") != SQLITE_OK) {
+		rc = kiln_store_fail(st, sqlite3_errcode(writer.db), err);
+		return end_part(st, rc, err);
+	}
+	return KILN_OK;
+}
+
+enum kiln_rc kiln_store_begin_with(struct kiln_store *st, const char *sql,
+				   sqlite3_stmt **s, struct kiln_err *err)
+{
+	enum kiln_rc rc = kiln_store_begin(st, err);
+
+	if (rc != KILN_OK)
+		return rc;
+	*s = kiln_store_stmt(st, sql, err);
+	if (*s != NULL)
+		return KILN_OK;
+	rc = err ? err->code : KILN_EIO;
+	kiln_store_rollback(st);
+	return rc;
+}
+
+enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
+{
+	enum kiln_rc rc = KILN_OK;
+	int src;
+
+	if (!st->holds_writer)
+		return kiln_err_set(err, KILN_EIO, "",
+				    "store error: commit without a write");
+	src = writer_exec(st, "RELEASE part");
+	if (src != SQLITE_OK) {
+		rc = kiln_store_fail(st, src, err);
+		undo_part(st);
+	}
+	rc = end_part(st, rc, err);
+	kiln_store_after_write(st, rc == KILN_OK);
+	return rc;
+}
+
+void kiln_store_rollback(struct kiln_store *st)
+{
+	if (st->holds_writer) {
+		undo_part(st);
+		(void)end_part(st, KILN_EIO, NULL);
+		kiln_store_after_write(st, 0);
+	} else if (!sqlite3_get_autocommit(st->own.db)) {
+		/* The end of a read transaction (kiln_store_begin_read). */
+		sqlite3_exec(st->own.db, "ROLLBACK", NULL, NULL, NULL);
+	}
+}
+
+void kiln_store_writer_close(void)
+{
+	pthread_mutex_lock(&writer_lock);
+	if (writer_open)
+		kiln_conn_close(&writer);
+	writer_open = 0;
+	group_open = 0;
+	pthread_mutex_unlock(&writer_lock);
+}
+
+void kiln_store_write_stats(struct kiln_write_stats *out)
+{
+	out->commits = __atomic_load_n(&stats.commits, __ATOMIC_RELAXED);
+	out->parts = __atomic_load_n(&stats.parts, __ATOMIC_RELAXED);
+	out->deferred = __atomic_load_n(&stats.deferred, __ATOMIC_RELAXED);
+	out->waiting = (uint64_t)__atomic_load_n(&waiting_writers,
+						 __ATOMIC_SEQ_CST);
+}

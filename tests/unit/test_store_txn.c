@@ -1,0 +1,316 @@
+/*
+ * test_store_txn.c - group commit of write transactions (store_txn.c):
+ * a writer alone commits at once; a writer that finishes while another
+ * waits leaves the COMMIT to it and returns only once it is done; a part
+ * that fails is undone without undoing the group; the hooks run after the
+ * group's commit; many threads writing at once lose nothing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln/store.h"
+
+#define SQL_INSERT "INSERT INTO scratch (k, v) VALUES (?1, ?2)"
+#define THREADS 8
+#define PER_THREAD 150
+
+static char data_dir[64];
+
+static int setup(void **state)
+{
+	struct kiln_err err = {0};
+	struct kiln_store *st;
+
+	(void)state;
+	snprintf(data_dir, sizeof(data_dir), "/tmp/kiln-txn-XXXXXX");
+	assert_non_null(mkdtemp(data_dir));
+	assert_int_equal(kiln_store_init(data_dir, &err), KILN_OK);
+	st = kiln_store_thread(&err);
+	assert_non_null(st);
+	assert_int_equal(sqlite3_exec(kiln_store_db(st),
+				      "CREATE TABLE scratch (k INTEGER"
+				      " PRIMARY KEY, v TEXT NOT NULL)",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	kiln_store_shutdown();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", data_dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+/* One INSERT inside the calling thread's current transaction; SQLite's
+ * result code. */
+static int insert_row(struct kiln_store *st, int64_t k, const char *v)
+{
+	sqlite3_stmt *s = kiln_store_stmt(st, SQL_INSERT, NULL);
+	int src;
+
+	assert_non_null(s);
+	sqlite3_bind_int64(s, 1, k);
+	sqlite3_bind_text(s, 2, v, -1, SQLITE_TRANSIENT);
+	src = sqlite3_step(s);
+	sqlite3_reset(s);
+	return src;
+}
+
+/* Read on the calling thread's own connection (committed rows only). */
+static int64_t count_where(const char *where)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	char sql[256];
+	sqlite3_stmt *s;
+	int64_t n = -1;
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM scratch WHERE %s",
+		 where);
+	assert_int_equal(sqlite3_prepare_v2(kiln_store_db(st), sql, -1, &s,
+					    NULL),
+			 SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return n;
+}
+
+static void test_alone_commits_at_once(void **state)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_write_stats before, after;
+	struct kiln_err err = {0};
+
+	(void)state;
+	kiln_store_write_stats(&before);
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	assert_int_equal(insert_row(st, 1, "one"), SQLITE_DONE);
+	assert_int_equal(kiln_store_commit(st, &err), KILN_OK);
+	kiln_store_write_stats(&after);
+	assert_int_equal(after.commits - before.commits, 1);
+	assert_int_equal(after.parts - before.parts, 1);
+	assert_int_equal(after.deferred - before.deferred, 0);
+	assert_int_equal(count_where("k = 1 AND v = 'one'"), 1);
+
+	/* A rollback alone leaves nothing behind and the store usable. */
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	assert_int_equal(insert_row(st, 2, "two"), SQLITE_DONE);
+	kiln_store_rollback(st);
+	assert_int_equal(count_where("k = 2"), 0);
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	assert_int_equal(insert_row(st, 2, "two"), SQLITE_DONE);
+	assert_int_equal(kiln_store_commit(st, &err), KILN_OK);
+	assert_int_equal(count_where("k = 2"), 1);
+}
+
+/* ---- a deferred commit, and a failed part in the same group --------- */
+
+static pthread_mutex_t step_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t step_cond = PTHREAD_COND_INITIALIZER;
+static int a_inserted, a_may_commit, a_returned, b_failed_insert;
+static enum kiln_rc a_rc, b_rc;
+static int64_t seen_by_hook = -1;
+static char hook_wf[64];
+
+static void set_flag(int *flag)
+{
+	pthread_mutex_lock(&step_lock);
+	*flag = 1;
+	pthread_cond_broadcast(&step_cond);
+	pthread_mutex_unlock(&step_lock);
+}
+
+static void wait_flag(const int *flag)
+{
+	pthread_mutex_lock(&step_lock);
+	while (!*flag)
+		pthread_cond_wait(&step_cond, &step_lock);
+	pthread_mutex_unlock(&step_lock);
+}
+
+static void on_ended(void *ctx, const char *wf_id)
+{
+	(void)ctx;
+	/* Runs on A's thread once its commit returned: A's row is there
+	 * for a reader on another connection. */
+	snprintf(hook_wf, sizeof(hook_wf), "%s", wf_id);
+	seen_by_hook = count_where("k = 100 AND v = 'from A'");
+}
+
+static void *writer_a(void *arg)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+
+	(void)arg;
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	assert_int_equal(insert_row(st, 100, "from A"), SQLITE_DONE);
+	kiln_store_mark_workflow_ended(st, "wf-of-a");
+	set_flag(&a_inserted);
+	wait_flag(&a_may_commit);
+	a_rc = kiln_store_commit(st, &err);
+	set_flag(&a_returned);
+	kiln_store_thread_release();
+	return NULL;
+}
+
+static void *writer_b(void *arg)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+
+	(void)arg;
+	b_rc = kiln_store_begin(st, &err);
+	if (b_rc == KILN_OK) {
+		/* A's uncommitted row is visible to the group: the same key
+		 * is a constraint error, and only B's part is undone. */
+		assert_int_equal(insert_row(st, 101, "from B"), SQLITE_DONE);
+		b_failed_insert = insert_row(st, 100, "B again") ==
+				  SQLITE_CONSTRAINT;
+		kiln_store_rollback(st);
+	}
+	kiln_store_thread_release();
+	return NULL;
+}
+
+static void test_deferred_commit_and_failed_part(void **state)
+{
+	struct kiln_write_stats before, now;
+	pthread_t a, b;
+	int i;
+
+	(void)state;
+	kiln_store_on_workflow_end(on_ended, NULL);
+	kiln_store_write_stats(&before);
+	assert_int_equal(pthread_create(&a, NULL, writer_a, NULL), 0);
+	wait_flag(&a_inserted);
+	assert_int_equal(pthread_create(&b, NULL, writer_b, NULL), 0);
+	/* B waits for the writer lock that A holds. */
+	for (i = 0; i < 5000; i++) {
+		kiln_store_write_stats(&now);
+		if (now.waiting == 1)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(now.waiting, 1);
+	set_flag(&a_may_commit);
+	assert_int_equal(pthread_join(b, NULL), 0);
+	assert_int_equal(pthread_join(a, NULL), 0);
+
+	assert_int_equal(b_rc, KILN_OK);
+	assert_true(b_failed_insert);
+	assert_int_equal(a_rc, KILN_OK);
+	assert_true(a_returned);
+	kiln_store_write_stats(&now);
+	/* A left the COMMIT to B: one commit for the two parts. */
+	assert_int_equal(now.deferred - before.deferred, 1);
+	assert_int_equal(now.commits - before.commits, 1);
+	assert_int_equal(now.parts - before.parts, 2);
+	/* A's row is committed, B's part (both rows) is not. */
+	assert_int_equal(count_where("k = 100 AND v = 'from A'"), 1);
+	assert_int_equal(count_where("k = 101"), 0);
+	assert_string_equal(hook_wf, "wf-of-a");
+	assert_int_equal(seen_by_hook, 1);
+	kiln_store_on_workflow_end(NULL, NULL);
+}
+
+/* ---- many writers at once ------------------------------------------- */
+
+static enum kiln_rc many_rc[THREADS][PER_THREAD];
+
+static void *many_writer(void *arg)
+{
+	intptr_t t = (intptr_t)arg;
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+	int i;
+
+	for (i = 0; i < PER_THREAD; i++) {
+		int64_t k = 10000 + t * 1000 + i;
+
+		many_rc[t][i] = kiln_store_begin(st, &err);
+		if (many_rc[t][i] != KILN_OK)
+			continue;
+		assert_int_equal(insert_row(st, k, "x"), SQLITE_DONE);
+		if (i % 10 == 9) {
+			/* Every tenth part fails and is rolled back. */
+			kiln_store_rollback(st);
+			many_rc[t][i] = KILN_ECONFLICT;
+			continue;
+		}
+		many_rc[t][i] = kiln_store_commit(st, &err);
+	}
+	kiln_store_thread_release();
+	return NULL;
+}
+
+static void test_many_writers_lose_nothing(void **state)
+{
+	struct kiln_write_stats before, after;
+	pthread_t th[THREADS];
+	char where[64];
+	intptr_t t;
+	int i;
+
+	(void)state;
+	kiln_store_write_stats(&before);
+	for (t = 0; t < THREADS; t++)
+		assert_int_equal(pthread_create(&th[t], NULL, many_writer,
+						(void *)t),
+				 0);
+	for (t = 0; t < THREADS; t++)
+		assert_int_equal(pthread_join(th[t], NULL), 0);
+	kiln_store_write_stats(&after);
+
+	for (t = 0; t < THREADS; t++) {
+		for (i = 0; i < PER_THREAD; i++) {
+			snprintf(where, sizeof(where), "k = %ld",
+				 (long)(10000 + t * 1000 + i));
+			if (i % 10 == 9) {
+				assert_int_equal(many_rc[t][i], KILN_ECONFLICT);
+				assert_int_equal(count_where(where), 0);
+			} else {
+				assert_int_equal(many_rc[t][i], KILN_OK);
+				assert_int_equal(count_where(where), 1);
+			}
+		}
+	}
+	assert_int_equal(count_where("k >= 10000"),
+			 THREADS * PER_THREAD / 10 * 9);
+	assert_int_equal(after.parts - before.parts, THREADS * PER_THREAD);
+	assert_true(after.commits - before.commits <=
+		    after.parts - before.parts);
+	assert_int_equal(after.waiting, 0);
+	printf("# %d parts in %lu commits (%lu deferred)\n",
+	       THREADS * PER_THREAD,
+	       (unsigned long)(after.commits - before.commits),
+	       (unsigned long)(after.deferred - before.deferred));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_alone_commits_at_once,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_deferred_commit_and_failed_part, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_writers_lose_nothing,
+						setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
