@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kiln/dag.h"
+#include "kiln/log.h"
 #include "kiln/store.h"
 #include "kiln/webhook_event.h"
 #include "kiln/workflow_validate.h"
@@ -148,8 +149,11 @@ static enum kiln_rc workflow_status(struct kiln_store *st, const char *id,
 	return rc;
 }
 
+/* Marks the steps whose dependencies are all COMPLETED as READY, in g
+ * and, when write, in the store (a step about to be claimed in the same
+ * transaction goes from PENDING to RUNNING in one update). */
 static enum kiln_rc mark_ready(struct kiln_store *st, struct step_graph *g,
-			       int64_t now, struct kiln_err *err)
+			       int64_t now, int write, struct kiln_err *err)
 {
 	static const char sql[] =
 		"UPDATE steps SET status = 'READY', updated_at = ?2"
@@ -162,7 +166,9 @@ static enum kiln_rc mark_ready(struct kiln_store *st, struct step_graph *g,
 		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
 	n_ready = kiln_dag_ready(g->nodes, g->n, g->status, ready);
 	for (i = 0; i < n_ready && rc == KILN_OK; i++) {
-		rc = exec_id_now(st, sql, g->uuids[ready[i]], now, err);
+		if (write)
+			rc = exec_id_now(st, sql, g->uuids[ready[i]], now,
+					 err);
 		g->status[ready[i]] = KILN_STEP_READY;
 	}
 	free(ready);
@@ -170,7 +176,7 @@ static enum kiln_rc mark_ready(struct kiln_store *st, struct step_graph *g,
 }
 
 static enum kiln_rc claim_locked(struct kiln_store *st,
-				 const char *step_uuid,
+				 const char *step_uuid, int from_pending,
 				 const struct kiln_claimer *who,
 				 json_t **claim_out, struct kiln_err *err);
 
@@ -215,7 +221,7 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st, const char *wf_id,
 		}
 		goto out;
 	}
-	rc = mark_ready(st, &g, now, err);
+	rc = mark_ready(st, &g, now, who == NULL, err);
 	for (i = 0; rc == KILN_OK && i < g.n; i++) {
 		if (g.status[i] != KILN_STEP_READY)
 			continue;
@@ -223,7 +229,7 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st, const char *wf_id,
 			json_array_append_new(out, json_string(g.uuids[i]));
 			continue;
 		}
-		rc = claim_locked(st, g.uuids[i], who, &claim, err);
+		rc = claim_locked(st, g.uuids[i], 1, who, &claim, err);
 		if (rc == KILN_OK)
 			json_array_append_new(out, claim);
 	}
@@ -251,6 +257,8 @@ static enum kiln_rc advance_tx(struct kiln_store *st, const char *wf_id,
 			kiln_store_rollback(st);
 		}
 	}
+	if (rc == KILN_OK && who != NULL)
+		kiln_store_load_claims(st, list);
 	if (rc == KILN_OK)
 		*out = list;
 	else
@@ -374,26 +382,33 @@ enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 	return KILN_OK;
 }
 
+#define CLAIM_SQL(from)                                                       \
+	"UPDATE steps SET status = 'RUNNING', task_id = ?3,"                  \
+	" started_at = ?2, completed_at = NULL, error_message = NULL,"        \
+	" lease_owner = ?4, lease_expires_at = ?5, updated_at = ?2,"          \
+	" first_started_at = COALESCE(first_started_at, ?2),"                \
+	" current_provider = COALESCE(current_provider, provider),"          \
+	" next_attempt_at = NULL, job = NULL, attempts = " NEW_ATTEMPT        \
+	" WHERE id = ?1 AND status IN (" from ") AND (SELECT w.status"        \
+	" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'"
+
+/* from_pending: the caller found the step ready in this transaction
+ * (advance), so it may still be PENDING in the store. */
 static enum kiln_rc claim_locked(struct kiln_store *st,
-				 const char *step_uuid,
+				 const char *step_uuid, int from_pending,
 				 const struct kiln_claimer *who,
 				 json_t **claim_out, struct kiln_err *err)
 {
-	static const char sql_claim[] =
-		"UPDATE steps SET status = 'RUNNING', task_id = ?3,"
-		" started_at = ?2, completed_at = NULL, error_message = NULL,"
-		" lease_owner = ?4, lease_expires_at = ?5, updated_at = ?2,"
-		" first_started_at = COALESCE(first_started_at, ?2),"
-		" current_provider = COALESCE(current_provider, provider),"
-		" next_attempt_at = NULL, job = NULL, attempts = " NEW_ATTEMPT
-		" WHERE id = ?1 AND status = 'READY' AND (SELECT w.status"
-		" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'";
+	static const char sql_ready[] = CLAIM_SQL("'READY'");
+	static const char sql_ready_or_pending[] =
+		CLAIM_SQL("'READY', 'PENDING'");
 	char task_id[KILN_UUID_LEN];
 	sqlite3_stmt *s;
 	enum kiln_rc rc;
 
 	kiln_uuid_new(task_id);
-	s = kiln_store_stmt(st, sql_claim, err);
+	s = kiln_store_stmt(st, from_pending ? sql_ready_or_pending : sql_ready,
+			    err);
 	if (s == NULL)
 		return err ? err->code : KILN_EIO;
 	sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
@@ -407,7 +422,73 @@ static enum kiln_rc claim_locked(struct kiln_store *st,
 	if (sqlite3_changes(kiln_store_db(st)) != 1)
 		return kiln_err_set(err, KILN_ECONFLICT, "",
 				    "step %s is not ready to run", step_uuid);
-	return kiln_store_load_claim(st, step_uuid, claim_out, err);
+	/* The rest of the claim is read after the commit, outside the
+	 * writer lock (kiln_store_load_claims). */
+	*claim_out = json_pack("{ss ss}", "uuid", step_uuid, "task_id",
+			       task_id);
+	return KILN_OK;
+}
+
+void kiln_store_load_claims(struct kiln_store *st, json_t *claims)
+{
+	struct kiln_err err = {0};
+	size_t i = 0;
+
+	if (claims == NULL || json_array_size(claims) == 0)
+		return;
+	if (kiln_store_begin_read(st, &err) != KILN_OK) {
+		i = json_array_size(claims);
+		goto drop;
+	}
+	while (i < json_array_size(claims)) {
+		json_t *stub = json_array_get(claims, i), *claim = NULL;
+		const char *task = json_string_value(
+			json_object_get(stub, "task_id"));
+		enum kiln_rc rc = kiln_store_load_claim(
+			st, json_string_value(json_object_get(stub, "uuid")),
+			&claim, &err);
+
+		const char *now_task = json_string_value(
+			json_object_get(claim, "task_id"));
+
+		if (rc == KILN_OK && now_task != NULL && task != NULL &&
+		    strcmp(now_task, task) == 0) {
+			json_array_set_new(claims, i++, claim);
+			continue;
+		}
+		json_decref(claim);
+		if (rc != KILN_OK && rc != KILN_ENOTFOUND)
+			break;
+		/* Cancelled or reset and claimed again since: not ours. */
+		json_array_remove(claims, i);
+	}
+	kiln_store_rollback(st);
+drop:
+	/* Unreadable now: the steps' leases run out and the engine takes
+	 * them over (kiln_store_running_steps), so nothing is lost. */
+	if (i < json_array_size(claims))
+		kiln_log(KILN_LOG_WARN,
+			 "could not read %zu claimed steps (%s); they are"
+			 " taken over when their leases expire",
+			 json_array_size(claims) - i, err.msg);
+	while (i < json_array_size(claims))
+		json_array_remove(claims, i);
+}
+
+/* A single claim read after its commit. */
+static enum kiln_rc load_one(struct kiln_store *st, const char *step_uuid,
+			     json_t **claim_out, struct kiln_err *err)
+{
+	json_t *one = json_array();
+
+	json_array_append_new(one, *claim_out);
+	kiln_store_load_claims(st, one);
+	*claim_out = json_incref(json_array_get(one, 0));
+	json_decref(one);
+	if (*claim_out != NULL)
+		return KILN_OK;
+	return kiln_err_set(err, KILN_ECONFLICT, "",
+			    "step %s was claimed but changed since", step_uuid);
 }
 
 enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
@@ -421,7 +502,7 @@ enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
 	rc = kiln_store_begin(st, err);
 	if (rc != KILN_OK)
 		return rc;
-	rc = claim_locked(st, step_uuid, &who, claim_out, err);
+	rc = claim_locked(st, step_uuid, 0, &who, claim_out, err);
 	if (rc != KILN_OK)
 		goto fail;
 	rc = kiln_store_commit(st, err);
@@ -430,7 +511,7 @@ enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
 		*claim_out = NULL;
 		goto fail;
 	}
-	return KILN_OK;
+	return load_one(st, step_uuid, claim_out, err);
 fail:
 	kiln_store_rollback(st);
 	return rc;
@@ -601,6 +682,8 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	if (rc != KILN_OK)
 		goto fail;
 	free(wf_error);
+	if (claims != NULL)
+		kiln_store_load_claims(st, *claims);
 	return KILN_OK;
 fail:
 	free(wf_error);

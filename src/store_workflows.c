@@ -395,8 +395,10 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		}
 		return rc;
 	}
-	if (claims != NULL)
+	if (claims != NULL) {
+		kiln_store_load_claims(st, claimed);
 		*claims = claimed;
+	}
 	return KILN_OK;
 }
 

@@ -655,6 +655,12 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st,
 				       const struct kiln_claimer *who,
 				       json_t *out, struct kiln_err *err)
 	KILN_WARN_UNUSED;
+/* Claims are made inside write transactions as {"uuid", "task_id"} and
+ * read after the commit, outside the writer lock: replaces each with the
+ * whole claim (kiln_store_claim_step), dropping any whose step has been
+ * cancelled or claimed again since, or that cannot be read now (their
+ * leases run out and the engine takes them over). */
+void kiln_store_load_claims(struct kiln_store *st, json_t *claims);
 /* Loads a step as kiln_store_claim_step describes, inside the caller's
  * transaction. */
 enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
