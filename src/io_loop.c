@@ -279,7 +279,7 @@ static int transfer_setup(struct transfer *t)
 	 * per transfer is most of the memory 10,000 calls in flight take.
 	 * Downloads keep the default. */
 	if (r->sink == NULL)
-		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
 	if (r->method == NULL || strcmp(r->method, "POST") == 0) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");

@@ -380,19 +380,16 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		return rc;
 	}
 	rc = kiln_store_insert_workflow_locked(st, wf, who, claimed, err);
-	/* The answer is rendered in the same transaction too. */
-	if (rc == KILN_OK && rendered != NULL)
-		rc = kiln_store_get_workflow_locked(st, id, NULL, rendered, err);
 	if (rc == KILN_OK)
 		rc = kiln_store_commit(st, err);
 	else
 		kiln_store_rollback(st);
+	/* The answer is rendered after the commit, outside the writer lock.
+	 * Nothing has run yet: the claims are the caller's to start. */
+	if (rc == KILN_OK && rendered != NULL)
+		rc = kiln_store_get_workflow(st, id, NULL, rendered, err);
 	if (rc != KILN_OK) {
 		json_decref(claimed);
-		if (rendered != NULL) {
-			json_decref(*rendered);
-			*rendered = NULL;
-		}
 		return rc;
 	}
 	if (claims != NULL) {

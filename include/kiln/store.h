@@ -70,9 +70,10 @@ struct kiln_claimer {
  * CreateWorkflow-like object completed by the caller with "id", "status",
  * "final_step_id", and per step "uuid", "provider", "max_retries".
  * Times are now.  In the same transaction, a RUNNING workflow's first
- * steps are claimed for who (*claims, when claims and who are not NULL)
- * and the WorkflowPublic is rendered (*rendered, when not NULL); both are
- * owned by the caller.  Returns KILN_OK once committed.
+ * steps are claimed for who (*claims, when claims and who are not NULL);
+ * after the commit, before any claim has started, the WorkflowPublic is
+ * rendered (*rendered, when not NULL); both are owned by the caller.
+ * Returns KILN_OK once committed.
  */
 enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 					const json_t *wf,
