@@ -348,6 +348,68 @@ static void test_make_verify_roundtrip(void **state)
 	free(tok);
 }
 
+/* Verified tokens are remembered per thread (auth.c): asking again must
+ * give the same answers, time claims included, and a token that differs
+ * in one character, or another secret, must not ride on the cache. */
+static void test_verify_again_same_answers(void **state)
+{
+	struct kiln_principal p;
+	struct kiln_err err = {0};
+	char *toks[6], *headers[6], *tampered;
+	size_t i, n;
+	int round;
+
+	(void)state;
+	for (i = 0; i < 6; i++) {
+		char tenant[16];
+
+		snprintf(tenant, sizeof(tenant), "t%zu", i);
+		toks[i] = kiln_auth_make_token(SECRET, "bob", i ? tenant : NULL,
+					       2000, 100);
+		assert_non_null(toks[i]);
+		headers[i] = concat3("Bearer ", toks[i], "");
+	}
+	/* More tokens than the cache holds, three rounds: each answer is
+	 * its own, from the cache or not. */
+	for (round = 0; round < 3; round++) {
+		for (i = 0; i < 6; i++) {
+			memset(&p, 0, sizeof(p));
+			assert_int_equal(kiln_auth_verify(headers[i], SECRET,
+							  2050, &p, &err),
+					 KILN_OK);
+			assert_int_equal(p.has_tenant, i != 0);
+			if (i != 0)
+				assert_int_equal(p.tenant[1] - '0', (int)i);
+			assert_string_equal(p.sub, "bob");
+		}
+	}
+	/* Remembered, yet expired once exp has passed... */
+	assert_int_equal(kiln_auth_verify(headers[5], SECRET, 2100, &p, &err),
+			 KILN_EAUTH);
+	assert_string_equal(err.msg, "token expired");
+	/* ...and valid again at an earlier clock (exp is checked each time,
+	 * not remembered as a verdict). */
+	assert_int_equal(kiln_auth_verify(headers[5], SECRET, 2099, &p, &err),
+			 KILN_OK);
+	/* Another secret: checked afresh. */
+	assert_int_equal(kiln_auth_verify(headers[5], "another-secret-x", 2050,
+					  &p, &err),
+			 KILN_EAUTH);
+	assert_string_equal(err.msg, "bad token signature");
+	/* One character of the signature changed. */
+	tampered = strdup(headers[5]);
+	n = strlen(tampered);
+	tampered[n - 2] = tampered[n - 2] == 'A' ? 'B' : 'A';
+	assert_int_equal(kiln_auth_verify(tampered, SECRET, 2050, &p, &err),
+			 KILN_EAUTH);
+	assert_string_equal(err.msg, "bad token signature");
+	free(tampered);
+	for (i = 0; i < 6; i++) {
+		free(headers[i]);
+		free(toks[i]);
+	}
+}
+
 static void test_operator_token(void **state)
 {
 	struct kiln_principal p;
@@ -581,6 +643,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_verify_table),
 		cmocka_unit_test(test_make_verify_roundtrip),
+		cmocka_unit_test(test_verify_again_same_answers),
 		cmocka_unit_test(test_operator_token),
 		cmocka_unit_test(test_tenant_length),
 		cmocka_unit_test(test_long_sub_truncated),
