@@ -113,18 +113,21 @@ static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
 	} else if (__atomic_load_n(&waiting_writers, __ATOMIC_SEQ_CST) > 0 &&
 		   group_parts < GROUP_MAX &&
 		   kiln_now_ms() - group_started_ms < GROUP_MAX_MS) {
-		me.next = group_waiters;
-		group_waiters = &me;
 		__atomic_add_fetch(&stats.deferred, 1, __ATOMIC_RELAXED);
 		st->cur = &st->own;
 		st->holds_writer = 0;
+		if (mine != KILN_OK) {
+			/* Nothing of ours to wait for. */
+			pthread_mutex_unlock(&writer_lock);
+			return mine;
+		}
+		me.next = group_waiters;
+		group_waiters = &me;
 		pthread_mutex_unlock(&writer_lock);
 		pthread_mutex_lock(&done_lock);
 		while (!me.done)
 			pthread_cond_wait(&done_cond, &done_lock);
 		pthread_mutex_unlock(&done_lock);
-		if (mine != KILN_OK)
-			return mine;
 		return me.src == SQLITE_OK ? KILN_OK : group_fail(me.src, err);
 	} else {
 		src = writer_exec(st, "COMMIT");
