@@ -429,25 +429,23 @@ static enum kiln_rc claim_locked(struct kiln_store *st,
 	return KILN_OK;
 }
 
-void kiln_store_load_claims(struct kiln_store *st, json_t *claims)
+/* The loop of kiln_store_load_claims, inside the caller's read
+ * transaction (open: 0 when it could not be begun). */
+void kiln_store_load_claims_in(struct kiln_store *st, json_t *claims,
+			       int open)
 {
 	struct kiln_err err = {0};
 	size_t i = 0;
 
-	if (claims == NULL || json_array_size(claims) == 0)
-		return;
-	if (kiln_store_begin_read(st, &err) != KILN_OK) {
-		i = json_array_size(claims);
-		goto drop;
-	}
-	while (i < json_array_size(claims)) {
+	if (!open)
+		kiln_err_set(&err, KILN_EIO, "", "no read transaction");
+	while (open && i < json_array_size(claims)) {
 		json_t *stub = json_array_get(claims, i), *claim = NULL;
 		const char *task = json_string_value(
 			json_object_get(stub, "task_id"));
 		enum kiln_rc rc = kiln_store_load_claim(
 			st, json_string_value(json_object_get(stub, "uuid")),
 			&claim, &err);
-
 		const char *now_task = json_string_value(
 			json_object_get(claim, "task_id"));
 
@@ -462,8 +460,6 @@ void kiln_store_load_claims(struct kiln_store *st, json_t *claims)
 		/* Cancelled or reset and claimed again since: not ours. */
 		json_array_remove(claims, i);
 	}
-	kiln_store_rollback(st);
-drop:
 	/* Unreadable now: the steps' leases run out and the engine takes
 	 * them over (kiln_store_running_steps), so nothing is lost. */
 	if (i < json_array_size(claims))
@@ -473,6 +469,18 @@ drop:
 			 json_array_size(claims) - i, err.msg);
 	while (i < json_array_size(claims))
 		json_array_remove(claims, i);
+}
+
+void kiln_store_load_claims(struct kiln_store *st, json_t *claims)
+{
+	int open;
+
+	if (claims == NULL || json_array_size(claims) == 0)
+		return;
+	open = kiln_store_begin_read(st, NULL) == KILN_OK;
+	kiln_store_load_claims_in(st, claims, open);
+	if (open)
+		kiln_store_rollback(st);
 }
 
 /* A single claim read after its commit. */

@@ -384,18 +384,29 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		rc = kiln_store_commit(st, err);
 	else
 		kiln_store_rollback(st);
-	/* The answer is rendered after the commit, outside the writer lock.
-	 * Nothing has run yet: the claims are the caller's to start. */
-	if (rc == KILN_OK && rendered != NULL)
-		rc = kiln_store_get_workflow(st, id, NULL, rendered, err);
 	if (rc != KILN_OK) {
 		json_decref(claimed);
 		return rc;
 	}
-	if (claims != NULL) {
+	/* The answer and the claims are read after the commit, outside the
+	 * writer lock, in one read transaction.  Nothing has run yet: the
+	 * claims are the caller's to start. */
+	if (rendered != NULL) {
+		rc = kiln_store_begin_read(st, err);
+		if (rc == KILN_OK)
+			rc = kiln_store_get_workflow_locked(st, id, NULL,
+							    rendered, err);
+		if (claims != NULL)
+			kiln_store_load_claims_in(st, claimed, rc == KILN_OK);
+		kiln_store_rollback(st);
+	} else if (claims != NULL) {
 		kiln_store_load_claims(st, claimed);
-		*claims = claimed;
 	}
+	if (rc != KILN_OK || claims == NULL) {
+		json_decref(claimed);
+		return rc;
+	}
+	*claims = claimed;
 	return KILN_OK;
 }
 

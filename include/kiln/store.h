@@ -662,6 +662,10 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st,
  * cancelled or claimed again since, or that cannot be read now (their
  * leases run out and the engine takes them over). */
 void kiln_store_load_claims(struct kiln_store *st, json_t *claims);
+/* The same inside the caller's read transaction (kiln_store_begin_read;
+ * open is 0 if it could not be begun: every claim is dropped). */
+void kiln_store_load_claims_in(struct kiln_store *st, json_t *claims,
+			       int open);
 /* Loads a step as kiln_store_claim_step describes, inside the caller's
  * transaction. */
 enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
