@@ -541,6 +541,34 @@ static void test_insert_claims_and_renders(void **state)
 	json_decref(detail);
 }
 
+/* Claims are read after their commit: a step claimed again since (another
+ * task_id) or gone is dropped, the rest become whole claims. */
+static void test_load_claims_after_commit(void **state)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	char *id = insert(FASHION, "RUNNING", NULL);
+	json_t *claim = advance_and_claim(id), *stubs, *got;
+
+	(void)state;
+	stubs = json_pack("[{ss ss} {ss ss} {ss ss}]", "uuid",
+			  str(claim, "uuid"), "task_id", "not-this-attempt",
+			  "uuid", "00000000-0000-7000-8000-000000000000",
+			  "task_id", "x", "uuid", str(claim, "uuid"),
+			  "task_id", str(claim, "task_id"));
+	kiln_store_load_claims(st, stubs);
+	assert_int_equal(json_array_size(stubs), 1);
+	got = json_array_get(stubs, 0);
+	assert_string_equal(str(got, "uuid"), str(claim, "uuid"));
+	assert_string_equal(str(got, "task_id"), str(claim, "task_id"));
+	assert_string_equal(str(got, "step_id"), "generate");
+	assert_string_equal(str(got, "workflow_id"), id);
+	assert_non_null(json_object_get(got, "config"));
+	assert_non_null(json_object_get(got, "results"));
+	json_decref(stubs);
+	json_decref(claim);
+	free(id);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +586,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_soft_delete, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_load_claims_after_commit,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_insert_claims_and_renders,
 						setup, teardown),
 	};
