@@ -440,11 +440,11 @@ void kiln_store_load_claims_in(struct kiln_store *st, json_t *claims,
 	if (!open)
 		kiln_err_set(&err, KILN_EIO, "", "no read transaction");
 	while (open && i < json_array_size(claims)) {
-		json_t *stub = json_array_get(claims, i), *claim = NULL;
+		json_t *taken = json_array_get(claims, i), *claim = NULL;
 		const char *task = json_string_value(
-			json_object_get(stub, "task_id"));
+			json_object_get(taken, "task_id"));
 		enum kiln_rc rc = kiln_store_load_claim(
-			st, json_string_value(json_object_get(stub, "uuid")),
+			st, json_string_value(json_object_get(taken, "uuid")),
 			&claim, &err);
 		const char *now_task = json_string_value(
 			json_object_get(claim, "task_id"));
