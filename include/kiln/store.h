@@ -617,8 +617,10 @@ enum kiln_rc kiln_store_page(struct kiln_store *st,
 /* The transaction queued a delivery: kiln_store_commit tells the hook. */
 void kiln_store_mark_delivery_queued(struct kiln_store *st);
 sqlite3 *kiln_store_db(struct kiln_store *st);
-/* Prepared statement cached per connection, keyed by the SQL text pointer's
- * content.  Reset and cleared before it is returned. */
+/* Prepared statement cached per connection, keyed by the address of the
+ * SQL text: sql must be a string with static storage (a literal or a
+ * static const array), never a buffer built at run time.  Reset and
+ * cleared before it is returned. */
 sqlite3_stmt *kiln_store_stmt(struct kiln_store *st, const char *sql,
 			      struct kiln_err *err);
 enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
