@@ -11,7 +11,8 @@
  * commits at once as before.  kiln_store_commit() returns only after the
  * group's COMMIT, with its result, so nobody is told of a write before it
  * is durable; a part that fails is rolled back to its savepoint and the
- * others commit without it.
+ * others commit without it (after the group's COMMIT too, if it could have
+ * read the others' work).
  *
  * The shared connection also keeps its page cache warm: with one writer
  * connection per thread, each write re-read the pages the others changed.
@@ -116,11 +117,16 @@ static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
 		__atomic_add_fetch(&stats.deferred, 1, __ATOMIC_RELAXED);
 		st->cur = &st->own;
 		st->holds_writer = 0;
-		if (mine != KILN_OK) {
-			/* Nothing of ours to wait for. */
+		if (mine != KILN_OK && group_parts == 1) {
+			/* Undone, and it saw nobody's uncommitted work:
+			 * nothing to wait for. */
 			pthread_mutex_unlock(&writer_lock);
 			return mine;
 		}
+		/* An undone part that read earlier parts (an Idempotency-Key
+		 * found, a state that made it refuse) waits for them too: its
+		 * caller may answer from what it saw, and a client told of a
+		 * run must find it on any connection. */
 		me.next = group_waiters;
 		group_waiters = &me;
 		pthread_mutex_unlock(&writer_lock);
@@ -128,6 +134,8 @@ static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
 		while (!me.done)
 			pthread_cond_wait(&done_cond, &done_lock);
 		pthread_mutex_unlock(&done_lock);
+		if (mine != KILN_OK)
+			return mine;
 		return me.src == SQLITE_OK ? KILN_OK : group_fail(me.src, err);
 	} else {
 		src = writer_exec(st, "COMMIT");

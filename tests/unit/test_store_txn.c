@@ -2,8 +2,9 @@
  * test_store_txn.c - group commit of write transactions (store_txn.c):
  * a writer alone commits at once; a writer that finishes while another
  * waits leaves the COMMIT to it and returns only once it is done; a part
- * that fails is undone without undoing the group; the hooks run after the
- * group's commit; many threads writing at once lose nothing.
+ * that fails is undone without undoing the group, and returns after the
+ * group's commit if it could have read the group's work; the hooks run
+ * after the group's commit; many threads writing at once lose nothing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kiln/store.h"
@@ -228,6 +230,127 @@ static void test_deferred_commit_and_failed_part(void **state)
 	kiln_store_on_workflow_end(NULL, NULL);
 }
 
+/* ---- an undone part that read another's work waits for its commit --- */
+
+static int b2_in, c2_waits_flag, b2_counted;
+static int b2_found = -1;
+static int64_t b2_sees_after = -1;
+
+static void *reader_b2(void *arg)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+	sqlite3_stmt *s;
+
+	(void)arg;
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	set_flag(&b2_in);
+	wait_flag(&c2_waits_flag);
+	/* A's row, released but not yet committed, as an Idempotency-Key
+	 * lookup would find it; then B answers without writing. */
+	assert_int_equal(sqlite3_prepare_v2(kiln_store_db(st),
+					    "SELECT count(*) FROM scratch"
+					    " WHERE k = 200",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	b2_found = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	kiln_store_rollback(st);
+	/* What B's client does next: read it on another connection. */
+	b2_sees_after = count_where("k = 200");
+	set_flag(&b2_counted);
+	kiln_store_thread_release();
+	return NULL;
+}
+
+static void *writer_c2(void *arg)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+	struct timespec until;
+	int i;
+
+	(void)arg;
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	assert_int_equal(insert_row(st, 202, "from C"), SQLITE_DONE);
+	/* Give B every chance to read before the group's COMMIT (it must
+	 * not, and then this waits the whole 300 ms). */
+	pthread_mutex_lock(&step_lock);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 300 * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	for (i = 0; !b2_counted && i < 100; i++)
+		if (pthread_cond_timedwait(&step_cond, &step_lock, &until))
+			break;
+	pthread_mutex_unlock(&step_lock);
+	assert_int_equal(kiln_store_commit(st, &err), KILN_OK);
+	kiln_store_thread_release();
+	return NULL;
+}
+
+static void wait_waiting(int n)
+{
+	struct kiln_write_stats now;
+	int i;
+
+	for (i = 0; i < 5000; i++) {
+		kiln_store_write_stats(&now);
+		if ((int)now.waiting == n)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(now.waiting, n);
+}
+
+static int a2_inserted, a2_may_commit;
+static enum kiln_rc a2_rc = KILN_EIO;
+
+static void *writer_a2(void *arg)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+
+	(void)arg;
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	assert_int_equal(insert_row(st, 200, "from A"), SQLITE_DONE);
+	set_flag(&a2_inserted);
+	wait_flag(&a2_may_commit);
+	a2_rc = kiln_store_commit(st, &err);
+	kiln_store_thread_release();
+	return NULL;
+}
+
+static void test_undone_reader_waits_for_the_group(void **state)
+{
+	pthread_t a, b, c;
+
+	(void)state;
+	/* A writes; B waits for the lock, so A's commit is deferred. */
+	assert_int_equal(pthread_create(&a, NULL, writer_a2, NULL), 0);
+	wait_flag(&a2_inserted);
+	assert_int_equal(pthread_create(&b, NULL, reader_b2, NULL), 0);
+	wait_waiting(1);
+	set_flag(&a2_may_commit);
+	wait_flag(&b2_in);
+	/* C waits for the lock while B holds it: B's undo is deferred. */
+	assert_int_equal(pthread_create(&c, NULL, writer_c2, NULL), 0);
+	wait_waiting(1);
+	set_flag(&c2_waits_flag);
+	assert_int_equal(pthread_join(b, NULL), 0);
+	assert_int_equal(pthread_join(c, NULL), 0);
+	assert_int_equal(pthread_join(a, NULL), 0);
+
+	assert_int_equal(a2_rc, KILN_OK);
+	assert_int_equal(b2_found, 1);
+	/* B returned only after the group's COMMIT. */
+	assert_int_equal(b2_sees_after, 1);
+	assert_int_equal(count_where("k IN (200, 202)"), 2);
+}
+
 /* ---- many writers at once ------------------------------------------- */
 
 static enum kiln_rc many_rc[THREADS][PER_THREAD];
@@ -308,6 +431,9 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_deferred_commit_and_failed_part, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_undone_reader_waits_for_the_group, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_many_writers_lose_nothing,
 						setup, teardown),
 	};
