@@ -44,11 +44,21 @@ enum phase {
 	PHASE_FETCH,    /* artifact downloads */
 };
 
+/*
+ * Thousands of runs are in flight at once, so a run keeps its claim's
+ * fields flat (its strings in one block after the struct) and the claim
+ * itself only until its input is resolved.
+ */
 struct run {
 	struct kiln_engine *e;
-	json_t *claim;
-	const char *uuid, *wf_id, *step_id, *task_id; /* into claim */
-	const struct kiln_provider_cfg *p;            /* current provider */
+	json_t *claim; /* the input's sources (config, mappings, results), or
+			* NULL once they are not needed again */
+	const char *uuid, *wf_id, *step_id, *task_id, *task_type;
+	const char *provider; /* current: the step's, or its fallback */
+	const char *fallback; /* fallback_provider_type, or NULL */
+	int on_fallback, provider_retries, max_retries;
+	int64_t first_started_at;
+	const struct kiln_provider_cfg *p; /* bound to provider */
 	json_t *input;
 	json_t *job;    /* async job, or NULL */
 	json_t *result; /* from a fetch, waiting to be recorded */
@@ -107,14 +117,9 @@ static struct kiln_store *store(void)
 	return st;
 }
 
-static const char *claim_str(const struct run *r, const char *key)
+static const char *claim_str(const json_t *claim, const char *key)
 {
-	return json_string_value(json_object_get(r->claim, key));
-}
-
-static json_int_t claim_int(const struct run *r, const char *key)
-{
-	return json_integer_value(json_object_get(r->claim, key));
+	return json_string_value(json_object_get(claim, key));
 }
 
 static struct kiln_io_lane *lane_of(struct kiln_engine *e,
@@ -204,20 +209,56 @@ static void advance_job(void *arg)
 
 /* ---- runs ------------------------------------------------------------- */
 
+/* The claim's strings a run keeps, in the order of struct run's. */
+static const char *const RUN_STRINGS[] = {
+	"uuid",    "workflow_id",      "step_id",
+	"task_id", "task_type",        "current_provider",
+	"fallback_provider_type",
+};
+#define N_RUN_STRINGS (sizeof(RUN_STRINGS) / sizeof(RUN_STRINGS[0]))
+
 static struct run *run_new(struct kiln_engine *e, json_t *claim)
 {
-	struct run *r = calloc(1, sizeof(*r));
+	const char **to[N_RUN_STRINGS];
+	size_t len[N_RUN_STRINGS], total = 0, i;
+	struct run *r;
+	char *tail;
 
+	for (i = 0; i < N_RUN_STRINGS; i++) {
+		const char *v = claim_str(claim, RUN_STRINGS[i]);
+
+		len[i] = v ? strlen(v) + 1 : 0;
+		total += len[i];
+	}
+	r = calloc(1, sizeof(*r) + total);
 	if (r == NULL) {
 		json_decref(claim);
 		return NULL;
 	}
+	to[0] = &r->uuid;
+	to[1] = &r->wf_id;
+	to[2] = &r->step_id;
+	to[3] = &r->task_id;
+	to[4] = &r->task_type;
+	to[5] = &r->provider;
+	to[6] = &r->fallback;
+	tail = (char *)(r + 1);
+	for (i = 0; i < N_RUN_STRINGS; i++) {
+		if (len[i] == 0)
+			continue;
+		memcpy(tail, claim_str(claim, RUN_STRINGS[i]), len[i]);
+		*to[i] = tail;
+		tail += len[i];
+	}
 	r->e = e;
 	r->claim = claim;
-	r->uuid = claim_str(r, "uuid");
-	r->wf_id = claim_str(r, "workflow_id");
-	r->step_id = claim_str(r, "step_id");
-	r->task_id = claim_str(r, "task_id");
+	r->on_fallback = json_is_true(json_object_get(claim, "on_fallback"));
+	r->provider_retries = (int)json_integer_value(
+		json_object_get(claim, "provider_retries"));
+	r->max_retries =
+		(int)json_integer_value(json_object_get(claim, "max_retries"));
+	r->first_started_at = json_integer_value(
+		json_object_get(claim, "first_started_at"));
 	pthread_mutex_lock(&e->lock);
 	r->next = e->runs;
 	if (e->runs)
@@ -334,10 +375,10 @@ static json_t *resolve_input(struct run *r, struct kiln_err *err)
 	json_t *config = json_object_get(r->claim, "config");
 	json_t *mappings = json_object_get(r->claim, "input_mappings");
 	json_t *results = json_object_get(r->claim, "results");
-	json_t *params = json_object_get(
-		r->claim, json_is_true(json_object_get(r->claim, "on_fallback"))
-				  ? "fallback_provider_config"
-				  : "provider_config");
+	json_t *params = json_object_get(r->claim,
+					 r->on_fallback
+						 ? "fallback_provider_config"
+						 : "provider_config");
 	json_t *input = json_is_object(config) ? json_deep_copy(config)
 					       : json_object();
 	const char *key;
@@ -373,26 +414,18 @@ static json_t *resolve_input(struct run *r, struct kiln_err *err)
  * its own parameters: thousands of steps are in flight at once. */
 static void forget_sources(struct run *r)
 {
-	static const char *const sources[] = {
-		"config", "input_mappings", "results", "provider_config",
-		"fallback_provider_config",
-	};
-	size_t i;
-
-	if (!json_is_true(json_object_get(r->claim, "on_fallback")) &&
-	    json_is_string(json_object_get(r->claim, "fallback_provider_type")))
+	if (!r->on_fallback && r->fallback != NULL)
 		return;
-	for (i = 0; i < sizeof(sources) / sizeof(sources[0]); i++)
-		json_object_del(r->claim, sources[i]);
+	json_decref(r->claim);
+	r->claim = NULL;
 }
 
 /* Binds r to its current provider and input; fails the step if it
  * cannot.  Returns 0 when the run can go on. */
 static int prepare(struct run *r)
 {
-	const char *pname = claim_str(r, "current_provider");
+	const char *pname = r->provider;
 	struct kiln_err err = {0};
-	int64_t first;
 
 	r->p = kiln_config_provider(r->e->cfg, pname ? pname : "");
 	if (r->p == NULL) {
@@ -401,7 +434,7 @@ static int prepare(struct run *r)
 		finish_failed(r, "permanent_error", 0, err.msg);
 		return -1;
 	}
-	if (r->input == NULL || json_object_get(r->claim, "config") != NULL) {
+	if (r->input == NULL || r->claim != NULL) {
 		json_decref(r->input);
 		r->input = resolve_input(r, &err);
 		if (r->input == NULL) {
@@ -413,9 +446,9 @@ static int prepare(struct run *r)
 		}
 		forget_sources(r);
 	}
-	first = claim_int(r, "first_started_at");
 	r->deadline_ms = r->p->ext->step_deadline_s > 0
-				 ? first + r->p->ext->step_deadline_s * 1000LL
+				 ? r->first_started_at +
+					   r->p->ext->step_deadline_s * 1000LL
 				 : 0;
 	r->poll_ms = r->p->ext->poll_initial_ms;
 	r->poll_errors = 0;
@@ -450,12 +483,10 @@ static void attempt_failed(struct run *r, const char *outcome,
 {
 	struct kiln_attempt_end end = {outcome, http_status, error, NULL};
 	struct kiln_next_attempt next = {0};
-	const char *fb = claim_str(r, "fallback_provider_type");
-	int on_fallback = json_is_true(json_object_get(r->claim,
-						       "on_fallback"));
-	int used = (int)claim_int(r, "provider_retries");
-	int allowed = on_fallback ? r->p->max_retries
-				  : (int)claim_int(r, "max_retries");
+	const char *fb = r->fallback;
+	int on_fallback = r->on_fallback;
+	int used = r->provider_retries;
+	int allowed = on_fallback ? r->p->max_retries : r->max_retries;
 	struct kiln_err err = {0};
 	struct kiln_store *st;
 	int64_t delay = 0;
@@ -497,19 +528,14 @@ static void attempt_failed(struct run *r, const char *outcome,
 		 (long long)delay);
 	/* Mirror what the store now says. */
 	if (next.fallback_provider) {
-		json_object_set_new(r->claim, "current_provider",
-				    json_string(fb));
-		json_object_set_new(r->claim, "on_fallback", json_true());
-		json_object_set_new(r->claim, "provider_retries",
-				    json_integer(0));
+		r->provider = fb;
+		r->on_fallback = 1;
+		r->provider_retries = 0;
 	} else {
-		json_object_set_new(r->claim, "provider_retries",
-				    json_integer(used + 1));
+		r->provider_retries = used + 1;
 	}
 	json_decref(r->job);
 	r->job = NULL;
-	json_object_set_new(r->claim, "next_attempt_at",
-			    json_integer(next.at_ms));
 	r->phase = PHASE_CALL;
 	schedule(r, delay);
 }
@@ -609,7 +635,7 @@ static void attempt(struct run *r)
 
 		result = kiln_provider_dryrun_result(r->input, r->wf_id,
 						     r->step_id,
-						     claim_str(r, "task_type"));
+						     r->task_type);
 		finish(r, result, &end);
 		json_decref(result);
 		run_free(r);
@@ -922,27 +948,34 @@ static void start_job(void *arg)
  * of: poll its job, wait out its backoff, or start a new attempt. */
 static void resume(struct kiln_engine *e, json_t *claim)
 {
-	struct run *r = run_new(e, claim);
-	json_t *job, *next_at;
+	json_t *job = json_object_get(claim, "job");
+	json_t *next_at = json_object_get(claim, "next_attempt_at");
+	int64_t next_at_ms = json_integer_value(next_at);
+	int has_next_at = json_is_integer(next_at);
+	struct run *r;
 
-	if (r == NULL)
+	if (!json_is_object(job) || !json_object_get(job, "status_url"))
+		job = NULL;
+	json_incref(job); /* prepare may drop the claim */
+	r = run_new(e, claim);
+	if (r == NULL) {
+		json_decref(job);
 		return;
-	job = json_object_get(claim, "job");
-	next_at = json_object_get(claim, "next_attempt_at");
-	if (json_is_object(job) && json_object_get(job, "status_url")) {
+	}
+	if (job != NULL) {
+		r->job = job;
 		if (prepare(r) != 0) {
 			run_free(r);
 			return;
 		}
-		r->job = json_incref(job);
 		r->phase = PHASE_POLL;
 		kiln_log(KILN_LOG_INFO, "step %s: polling job %s again",
 			 r->uuid,
 			 json_string_value(json_object_get(job, "id")));
 		schedule(r, 0);
-	} else if (json_is_integer(next_at)) {
+	} else if (has_next_at) {
 		r->phase = PHASE_CALL;
-		schedule(r, json_integer_value(next_at) - kiln_now_ms());
+		schedule(r, next_at_ms - kiln_now_ms());
 	} else {
 		r->phase = PHASE_CALL;
 		schedule(r, 0);
