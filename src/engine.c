@@ -69,7 +69,7 @@ struct run {
 	uint64_t xfer;       /* transfer in flight (0 none); under e->lock */
 	int keep_on_cancel;  /* an async submission: under e->lock */
 	int cancelled;       /* under e->lock */
-	struct kiln_http_response resp;
+	struct kiln_http_response *resp; /* the last answer, or NULL */
 	struct run *prev, *next; /* registry, under e->lock */
 };
 
@@ -270,9 +270,18 @@ static struct run *run_new(struct kiln_engine *e, json_t *claim)
 
 static void clear_resp(struct run *r)
 {
-	free(r->resp.body);
-	free(r->resp.content_type);
-	memset(&r->resp, 0, sizeof(r->resp));
+	if (r->resp == NULL)
+		return;
+	free(r->resp->body);
+	free(r->resp->content_type);
+	free(r->resp);
+	r->resp = NULL;
+}
+
+/* The HTTP status of the last answer, 0 if none. */
+static long resp_status(const struct run *r)
+{
+	return r->resp ? r->resp->status : 0;
 }
 
 static void run_free(void *arg)
@@ -555,20 +564,28 @@ static void on_answer(void *ctx, const struct kiln_http_response *resp)
 		return;
 	}
 	clear_resp(r);
-	r->resp = *resp;
-	r->resp.body = malloc(resp->body_len + 1);
-	r->resp.content_type = resp->content_type
-				       ? strdup(resp->content_type)
-				       : NULL;
-	if (r->resp.body == NULL) {
-		r->resp.body_len = 0;
-		r->resp.curl_code = CURLE_OUT_OF_MEMORY;
-		kiln_strlcpy(r->resp.error, "out of memory",
-			     sizeof(r->resp.error));
+	r->resp = malloc(sizeof(*r->resp));
+	if (r->resp == NULL) {
+		/* The step stays RUNNING; its lease runs out and it is
+		 * taken over. */
+		kiln_log(KILN_LOG_ERROR, "step %s: out of memory", r->uuid);
+		run_free(r);
+		return;
+	}
+	*r->resp = *resp;
+	r->resp->body = malloc(resp->body_len + 1);
+	r->resp->content_type = resp->content_type
+					? strdup(resp->content_type)
+					: NULL;
+	if (r->resp->body == NULL) {
+		r->resp->body_len = 0;
+		r->resp->curl_code = CURLE_OUT_OF_MEMORY;
+		kiln_strlcpy(r->resp->error, "out of memory",
+			     sizeof(r->resp->error));
 	} else {
-		memcpy(r->resp.body, resp->body ? resp->body : "",
+		memcpy(r->resp->body, resp->body ? resp->body : "",
 		       resp->body_len);
-		r->resp.body[resp->body_len] = '\0';
+		r->resp->body[resp->body_len] = '\0';
 	}
 	queue_run(r, answer_job);
 }
@@ -578,6 +595,7 @@ static void send_request(struct run *r, struct kiln_http_request *req,
 {
 	uint64_t id;
 
+	clear_resp(r); /* not needed while the next is awaited */
 	r->phase = phase;
 	req->lane = lane_of(r->e, r->p);
 	if (r->deadline_ms) {
@@ -654,7 +672,7 @@ static void attempt(struct run *r)
 
 static void record_result(struct run *r, const json_t *result)
 {
-	struct kiln_attempt_end end = {"succeeded", r->resp.status, NULL,
+	struct kiln_attempt_end end = {"succeeded", resp_status(r), NULL,
 				       NULL};
 
 	finish(r, result, &end);
@@ -733,7 +751,7 @@ static void got_result(struct run *r, json_t *result)
 static int read_answer(struct run *r, json_t **json)
 {
 	struct kiln_err err = {0};
-	const struct kiln_http_response *resp = &r->resp;
+	const struct kiln_http_response *resp = r->resp;
 	enum kiln_failure kind;
 
 	if (kiln_provider_http_result(r->p, resp, json, &err) == KILN_OK)
@@ -791,7 +809,7 @@ static void submitted(struct run *r, json_t *answer)
 	rc = kiln_provider_job(r->p, answer, &job, &err);
 	if (rc != KILN_OK) {
 		attempt_failed(r, "permanent_error", KILN_FAIL_PERMANENT,
-			       r->resp.status, -1, err.msg);
+			       resp_status(r), -1, err.msg);
 		return;
 	}
 	/* Committed before the first poll: a restart polls this job instead
@@ -830,7 +848,7 @@ static void polled(struct run *r, json_t *answer)
 		return;
 	case KILN_JOB_FAILED:
 		attempt_failed(r, "job_failed", KILN_FAIL_TRANSIENT,
-			       r->resp.status, -1, error);
+			       resp_status(r), -1, error);
 		return;
 	case KILN_JOB_SUCCEEDED:
 		break;
@@ -846,14 +864,14 @@ static void answer_job(void *arg)
 	struct run *r = arg;
 	json_t *answer = NULL;
 
-	if (r->resp.is_aborted) {
+	if (r->resp->is_aborted) {
 		run_free(r);
 		return;
 	}
 	if (is_cancelled(r)) {
 		/* A job accepted after its step was cancelled: stop it too. */
 		if (r->phase == PHASE_CALL && r->p->ext->is_async &&
-		    kiln_provider_http_result(r->p, &r->resp, &answer, NULL) ==
+		    kiln_provider_http_result(r->p, r->resp, &answer, NULL) ==
 			    KILN_OK) {
 			json_t *job = NULL;
 
