@@ -178,6 +178,10 @@ enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 			pthread_mutex_unlock(&writer_lock);
 			return rc;
 		}
+		/* Its cache is never emptied by another's commit: the
+		 * indexes' hot pages stay in it. */
+		sqlite3_exec(writer.db, "PRAGMA cache_size=-256", NULL, NULL,
+			     NULL);
 		writer_open = 1;
 	}
 	st->cur = &writer;
