@@ -59,7 +59,8 @@ struct run {
 	int on_fallback, provider_retries, max_retries;
 	int64_t first_started_at;
 	const struct kiln_provider_cfg *p; /* bound to provider */
-	json_t *input;
+	json_t *input;     /* the resolved input, until it is sent... */
+	char *input_text;  /* ...then kept as text for another attempt */
 	json_t *job;    /* async job, or NULL */
 	json_t *result; /* from a fetch, waiting to be recorded */
 	char *fetch_error;
@@ -300,6 +301,7 @@ static void run_free(void *arg)
 	clear_resp(r);
 	json_decref(r->claim);
 	json_decref(r->input);
+	free(r->input_text);
 	json_decref(r->job);
 	json_decref(r->result);
 	free(r->fetch_error);
@@ -443,8 +445,10 @@ static int prepare(struct run *r)
 		finish_failed(r, "permanent_error", 0, err.msg);
 		return -1;
 	}
-	if (r->input == NULL || r->claim != NULL) {
+	if ((r->input == NULL && r->input_text == NULL) || r->claim != NULL) {
 		json_decref(r->input);
+		free(r->input_text);
+		r->input_text = NULL;
 		r->input = resolve_input(r, &err);
 		if (r->input == NULL) {
 			struct kiln_attempt_end end = {"invalid_input", 0,
@@ -648,6 +652,14 @@ static void attempt(struct run *r)
 		run_free(r);
 		return;
 	}
+	if (r->input == NULL &&
+	    (r->input = json_loads(r->input_text, JSON_ALLOW_NUL, NULL)) ==
+		    NULL) {
+		finish_failed(r, "permanent_error", 0,
+			      "cannot read the step's input again");
+		run_free(r);
+		return;
+	}
 	if (strcmp(r->p->type, "dryrun") == 0) {
 		struct kiln_attempt_end end = {"succeeded", 0, NULL, NULL};
 
@@ -664,6 +676,14 @@ static void attempt(struct run *r)
 		finish_failed(r, "permanent_error", 0, err.msg);
 		run_free(r);
 		return;
+	}
+	/* While the call is out, the input is a few bytes of text rather
+	 * than a tree: thousands of calls are out at once. */
+	if (r->input_text == NULL)
+		r->input_text = json_dumps(r->input, JSON_COMPACT);
+	if (r->input_text != NULL) {
+		json_decref(r->input);
+		r->input = NULL;
 	}
 	send_request(r, req, PHASE_CALL);
 }

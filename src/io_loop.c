@@ -30,6 +30,7 @@ struct transfer {
 	uint64_t id;
 	CURL *easy;
 	struct kiln_http_response resp;
+	char *refused; /* the address open_public refused, or NULL */
 	size_t body_cap;
 	struct transfer *next;              /* queue link */
 	struct transfer *prev_on, *next_on; /* active list links */
@@ -95,6 +96,7 @@ static void transfer_free(struct transfer *t)
 	kiln_http_request_free(t->req);
 	free(t->resp.body);
 	free(t->resp.content_type);
+	free(t->refused);
 	free(t);
 }
 
@@ -235,11 +237,10 @@ static curl_socket_t open_public(void *p, curlsocktype purpose,
 	if (purpose == CURLSOCKTYPE_IPCXN && !kiln_addr_is_public(&a->addr)) {
 		kiln_addr_format(&a->addr, addr, sizeof(addr));
 		t->resp.is_refused = 1;
-		snprintf(t->resp.refused, sizeof(t->resp.refused),
-			 "refused to connect to %s: a loopback, private or"
-			 " reserved address (webhooks.allow_private_networks"
-			 " is off)",
-			 addr);
+		/* The message is made at the end: curl writes its own
+		 * into the error buffer meanwhile. */
+		free(t->refused);
+		t->refused = strdup(addr);
 		return CURL_SOCKET_BAD;
 	}
 	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
@@ -324,8 +325,11 @@ static void finish(struct kiln_io *io, struct transfer *t, CURLcode code)
 	if (ct)
 		t->resp.content_type = strdup(ct);
 	if (t->resp.is_refused)
-		kiln_strlcpy(t->resp.error, t->resp.refused,
-			     sizeof(t->resp.error));
+		snprintf(t->resp.error, sizeof(t->resp.error),
+			 "refused to connect to %s: a loopback, private or"
+			 " reserved address (webhooks.allow_private_networks"
+			 " is off)",
+			 t->refused ? t->refused : "an address");
 	else if (code != CURLE_OK && t->resp.error[0] == '\0')
 		kiln_strlcpy(t->resp.error, curl_easy_strerror(code),
 			     sizeof(t->resp.error));

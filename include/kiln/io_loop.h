@@ -54,7 +54,6 @@ struct kiln_http_response {
 	long retry_after_ms; /* from a Retry-After header, -1 if none */
 	long total_ms;
 	int is_refused;   /* public_only and the address was not public */
-	char refused[160];
 	char error[CURL_ERROR_SIZE];
 };
 
