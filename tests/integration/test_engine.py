@@ -276,7 +276,14 @@ class EngineTest(EngineCase):
                               Reply(503, body="busy 2"),
                               Reply(503, body="busy 3"),
                               Reply(200, json={"image": "x.png"})])
-        done = self.run_wf([step("s1", "retry3", "retry3")], "COMPLETED")
+        # Between attempts the input is kept as text: every retry sends
+        # exactly what the first attempt sent (floats, big integers,
+        # unicode, nesting).
+        odd = {"guidance": 7.1, "seed": 2 ** 53 + 1,
+               "text": "caf\u00e9 \\ \" \U0001f600",
+               "nested": {"list": [0.1, None, True, {}]}}
+        done = self.run_wf([step("s1", "retry3", "retry3", config=dict(
+            odd, marker="retry3"))], "COMPLETED")
         st = steps_by_id(done)["s1"]
         self.assertEqual(st["retry_count"], 3)
         self.assertEqual(st["max_retries"], 3)
@@ -291,6 +298,10 @@ class EngineTest(EngineCase):
         recs = sp.records(path="/retry3")
         self.assertEqual(len(recs), 4)
         self.assert_gaps(recs, [0.5, 1.0, 2.0], "retry3")
+        for k, v in odd.items():
+            self.assertEqual(recs[0]["body"][k], v, k)
+        for r in recs[1:]:
+            self.assertEqual(r["body"], recs[0]["body"])
 
     def test_retry_spacing_with_full_jitter(self):
         sp = self.sp
