@@ -2,22 +2,29 @@
  * io_loop.c - one thread, one libcurl multi handle, and a timer heap.
  *
  * Other threads queue requests, aborts and timers under a mutex and wake
- * the loop with curl_multi_wakeup().  The loop puts each request in the
- * waiting queue of its lane, starts waiting transfers while their lane and
- * the global bound allow, drives them with curl_multi_perform/poll, reports
- * each finished one to its callback, and fires due timers.  Every transfer
- * has a connect and a total timeout, CURLOPT_NOSIGNAL, no redirects, and a
- * cap on the bytes read.
+ * the loop through an eventfd.  The loop puts each request in the waiting
+ * queue of its lane, starts waiting transfers while their lane and the
+ * global bound allow, drives them with libcurl's multi_socket API on
+ * epoll, reports each finished one to its callback, and fires due timers.
+ * The socket API costs the loop only the sockets that are ready: with
+ * thousands of slow calls in flight, curl_multi_perform/poll would walk
+ * every transfer and every socket on each wake-up.  Every transfer has a
+ * connect and a total timeout, CURLOPT_NOSIGNAL, no redirects, and a cap
+ * on the bytes read.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kiln/io_loop.h"
 #include "kiln/log.h"
@@ -67,7 +74,10 @@ struct kiln_io {
 	size_t pending; /* submitted and not yet reported */
 	int stopping;
 	struct kiln_io_lane *lanes;
+	int wake_sent; /* the eventfd was written since the loop last read it */
 	/* Loop thread only: */
+	int epfd, wakefd;
+	int64_t curl_due_ms; /* libcurl's timeout (monotonic), -1 none */
 	struct kiln_io_lane unlaned; /* requests without a lane */
 	struct transfer *active_list;
 	size_t active;
@@ -589,10 +599,102 @@ static void abandon_all(struct kiln_io *io)
 	pthread_mutex_unlock(&io->lock);
 }
 
+/* libcurl: watch s for what (CURLMOPT_SOCKETFUNCTION).  socketp is
+ * non-NULL once s is in the epoll set. */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
+		     void *socketp)
+{
+	struct kiln_io *io = userp;
+	struct epoll_event ev = {0};
+
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		if (socketp != NULL) {
+			epoll_ctl(io->epfd, EPOLL_CTL_DEL, s, NULL);
+			curl_multi_assign(io->multi, s, NULL);
+		}
+		return 0;
+	}
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
+		    ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	ev.data.fd = s;
+	if (epoll_ctl(io->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s,
+		      &ev) != 0) {
+		/* A descriptor number reused behind our back. */
+		if (errno == EEXIST)
+			epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev);
+		else if (errno == ENOENT)
+			epoll_ctl(io->epfd, EPOLL_CTL_ADD, s, &ev);
+	}
+	curl_multi_assign(io->multi, s, io);
+	return 0;
+}
+
+/* libcurl: call back in timeout_ms (CURLMOPT_TIMERFUNCTION); -1 none. */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct kiln_io *io = userp;
+
+	(void)multi;
+	io->curl_due_ms = timeout_ms < 0 ? -1 : kiln_mono_ms() + timeout_ms;
+	return 0;
+}
+
+static void curl_timeout_if_due(struct kiln_io *io)
+{
+	int running;
+
+	if (io->curl_due_ms >= 0 && io->curl_due_ms <= kiln_mono_ms()) {
+		io->curl_due_ms = -1;
+		curl_multi_socket_action(io->multi, CURL_SOCKET_TIMEOUT, 0,
+					 &running);
+	}
+}
+
+/* Sleeps until a socket is ready, a timer is due or another thread
+ * wakes the loop, then drives the ready sockets. */
+static void wait_and_drive(struct kiln_io *io, int wait_ms)
+{
+	struct epoll_event evs[128];
+	int64_t now = kiln_mono_ms();
+	int n, i, running;
+
+	if (io->curl_due_ms >= 0 && io->curl_due_ms - now < wait_ms)
+		wait_ms = io->curl_due_ms > now ? (int)(io->curl_due_ms - now)
+						: 0;
+	n = epoll_wait(io->epfd, evs, sizeof(evs) / sizeof(evs[0]), wait_ms);
+	for (i = 0; i < n; i++) {
+		int mask = 0;
+
+		if (evs[i].data.fd == io->wakefd) {
+			uint64_t v;
+
+			/* Read, then clear: a wake() in between finds the
+			 * flag set and writes nothing, and what it queued
+			 * is taken on the next turn anyway. */
+			if (read(io->wakefd, &v, sizeof(v)) < 0 &&
+			    errno != EAGAIN)
+				kiln_log(KILN_LOG_WARN, "I/O loop wake-up: %s",
+					 strerror(errno));
+			pthread_mutex_lock(&io->lock);
+			io->wake_sent = 0;
+			pthread_mutex_unlock(&io->lock);
+			continue;
+		}
+		if (evs[i].events & EPOLLIN)
+			mask |= CURL_CSELECT_IN;
+		if (evs[i].events & EPOLLOUT)
+			mask |= CURL_CSELECT_OUT;
+		if (evs[i].events & (EPOLLERR | EPOLLHUP))
+			mask |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(io->multi, evs[i].data.fd, mask,
+					 &running);
+	}
+}
+
 static void *io_main(void *p)
 {
 	struct kiln_io *io = p;
-	int running = 0, wait_ms;
 
 	for (;;) {
 		int stopping;
@@ -604,15 +706,30 @@ static void *io_main(void *p)
 			break;
 		take_incoming(io);
 		admit(io);
-		curl_multi_perform(io->multi, &running);
+		curl_timeout_if_due(io);
 		reap_finished(io);
 		admit(io);
-		wait_ms = fire_timers(io, 1000);
-		if (wait_ms > 0)
-			curl_multi_poll(io->multi, NULL, 0, wait_ms, NULL);
+		wait_and_drive(io, fire_timers(io, 1000));
+		reap_finished(io);
 	}
 	abandon_all(io);
 	return NULL;
+}
+
+/* Wakes the loop (once until it has looked). */
+static void wake(struct kiln_io *io)
+{
+	static const uint64_t one = 1;
+	int send;
+
+	pthread_mutex_lock(&io->lock);
+	send = !io->wake_sent;
+	io->wake_sent = 1;
+	pthread_mutex_unlock(&io->lock);
+	if (send && write(io->wakefd, &one, sizeof(one)) < 0 &&
+	    errno != EAGAIN)
+		kiln_log(KILN_LOG_ERROR, "cannot wake the I/O loop: %s",
+			 strerror(errno));
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -632,10 +749,41 @@ enum kiln_rc kiln_io_start(size_t max_inflight, struct kiln_io **out,
 	io->max_inflight = max_inflight ? max_inflight : 10000;
 	io->unlaned.limit = (size_t)-1;
 	io->next_id = 1;
+	io->curl_due_ms = -1;
+	io->epfd = epoll_create1(EPOLL_CLOEXEC);
+	io->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (io->epfd >= 0 && io->wakefd >= 0) {
+		struct epoll_event ev = {.events = EPOLLIN};
+
+		ev.data.fd = io->wakefd;
+		if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->wakefd, &ev) != 0) {
+			close(io->wakefd);
+			io->wakefd = -1;
+		}
+	}
+	if (io->epfd < 0 || io->wakefd < 0) {
+		int e = errno;
+
+		if (io->epfd >= 0)
+			close(io->epfd);
+		if (io->wakefd >= 0)
+			close(io->wakefd);
+		curl_multi_cleanup(io->multi);
+		free(io);
+		return kiln_err_set(err, KILN_EIO, "",
+				    "cannot set up the I/O loop: %s",
+				    strerror(e));
+	}
 	curl_multi_setopt(io->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+	curl_multi_setopt(io->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(io->multi, CURLMOPT_SOCKETDATA, io);
+	curl_multi_setopt(io->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	curl_multi_setopt(io->multi, CURLMOPT_TIMERDATA, io);
 	pthread_mutex_init(&io->lock, NULL);
 	if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
 		curl_multi_cleanup(io->multi);
+		close(io->epfd);
+		close(io->wakefd);
 		pthread_mutex_destroy(&io->lock);
 		free(io);
 		return kiln_err_set(err, KILN_EIO, "", "cannot start I/O thread");
@@ -705,7 +853,7 @@ uint64_t kiln_io_submit_as(struct kiln_io *io, uint64_t id,
 	queue_push(&io->incoming, t);
 	io->pending++;
 	pthread_mutex_unlock(&io->lock);
-	curl_multi_wakeup(io->multi);
+	wake(io);
 	return id;
 }
 
@@ -727,7 +875,7 @@ void kiln_io_abort(struct kiln_io *io, uint64_t id)
 	}
 	io->aborts[io->n_aborts++] = id;
 	pthread_mutex_unlock(&io->lock);
-	curl_multi_wakeup(io->multi);
+	wake(io);
 }
 
 int kiln_io_after(struct kiln_io *io, int64_t delay_ms, kiln_io_timer_fn fn,
@@ -757,7 +905,7 @@ int kiln_io_after(struct kiln_io *io, int64_t delay_ms, kiln_io_timer_fn fn,
 	t.seq = io->next_seq++;
 	heap_push(io, t);
 	pthread_mutex_unlock(&io->lock);
-	curl_multi_wakeup(io->multi);
+	wake(io);
 	return 0;
 }
 
@@ -783,7 +931,7 @@ void kiln_io_stop(struct kiln_io *io)
 	pthread_mutex_unlock(&io->lock);
 	if (was_stopping)
 		return;
-	curl_multi_wakeup(io->multi);
+	wake(io);
 	pthread_join(io->thread, NULL);
 }
 
@@ -801,6 +949,8 @@ void kiln_io_free(struct kiln_io *io)
 	}
 	free(io->timers);
 	free(io->aborts);
+	close(io->epfd);
+	close(io->wakefd);
 	pthread_mutex_destroy(&io->lock);
 	free(io);
 }
