@@ -6,7 +6,8 @@
  *   advance(wf)  store, one transaction: mark PENDING steps whose
  *                dependencies are COMPLETED READY (or the workflow
  *                COMPLETED) and claim them (READY -> RUNNING, first attempt
- *                recorded); queue start(run) each.
+ *                recorded); start(run) each (the first on the
+ *                claiming thread, the rest queued).
  *   start(run)   resolve the input; dryrun finishes at once, http
  *                providers get a request on the I/O loop.
  *   answer(run)  (queued by the I/O loop) read what came back and decide:
