@@ -58,18 +58,35 @@ static const char SQL_GET_STEPS[] =
 	"SELECT " STEP_COLS " FROM steps WHERE workflow_id = ?1"
 	" ORDER BY position";
 
-#define LIST_WHERE                                                            \
-	" WHERE (?1 IS NULL OR status = ?1)"                                  \
+/*
+ * The list's WHERE comes in four forms, by whether a status and a tenant
+ * are given: a plain "status = ?1" / "origin_tenant_id = ?8" lets SQLite
+ * walk workflows_by_status / workflows_by_tenant, where "(?1 IS NULL OR
+ * status = ?1)" made every poll of ?status=COMPLETED scan the table.
+ * ?8 is the tenant (the filter's, else the caller's scope); the tests on
+ * ?3 and ?4 still refuse a filter that differs from the scope.
+ */
+#define LIST_REST                                                             \
 	" AND (?2 IS NULL OR origin_instance = ?2)"                           \
 	" AND (?3 IS NULL OR origin_tenant_id = ?3)"                          \
 	" AND (?4 IS NULL OR origin_tenant_id = ?4)"                          \
 	" AND (?5 OR is_deleted = 0)"
+#define LIST_ANY " WHERE ?1 IS NULL" LIST_REST
+#define LIST_STATUS " WHERE status = ?1" LIST_REST
+#define LIST_TENANT " WHERE ?1 IS NULL AND origin_tenant_id = ?8" LIST_REST
+#define LIST_BOTH " WHERE status = ?1 AND origin_tenant_id = ?8" LIST_REST
+#define LIST_SELECT(where)                                                    \
+	"SELECT " WF_COLS " FROM workflows" where                             \
+	" ORDER BY created_at DESC, rowid DESC LIMIT ?6 OFFSET ?7"
+#define LIST_COUNT(where) "SELECT count(*) FROM workflows" where
 
-static const char SQL_LIST[] =
-	"SELECT " WF_COLS " FROM workflows" LIST_WHERE
-	" ORDER BY created_at DESC, rowid DESC LIMIT ?6 OFFSET ?7";
-
-static const char SQL_COUNT[] = "SELECT count(*) FROM workflows" LIST_WHERE;
+/* Indexed by list_form(). */
+static const char *const SQL_LIST[] = {
+	LIST_SELECT(LIST_ANY), LIST_SELECT(LIST_STATUS),
+	LIST_SELECT(LIST_TENANT), LIST_SELECT(LIST_BOTH)};
+static const char *const SQL_COUNT[] = {
+	LIST_COUNT(LIST_ANY), LIST_COUNT(LIST_STATUS),
+	LIST_COUNT(LIST_TENANT), LIST_COUNT(LIST_BOTH)};
 
 static const char SQL_STATUS[] =
 	"SELECT status, is_deleted FROM workflows"
@@ -412,6 +429,20 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 
 /* ---- list ------------------------------------------------------------ */
 
+static const char *list_tenant(const struct kiln_wf_filter *f,
+			       const struct kiln_scope *scope)
+{
+	return f->origin_tenant_id ? f->origin_tenant_id
+				   : (scope ? scope->tenant : NULL);
+}
+
+/* Which of SQL_LIST / SQL_COUNT fits the filter. */
+static int list_form(const struct kiln_wf_filter *f,
+		     const struct kiln_scope *scope)
+{
+	return (f->status != NULL) | (list_tenant(f, scope) != NULL) << 1;
+}
+
 static void bind_list_filter(sqlite3_stmt *s, const struct kiln_wf_filter *f,
 			     const struct kiln_scope *scope)
 {
@@ -420,6 +451,8 @@ static void bind_list_filter(sqlite3_stmt *s, const struct kiln_wf_filter *f,
 	kiln_bind_cstr(s, 3, f->origin_tenant_id);
 	kiln_bind_cstr(s, 4, scope ? scope->tenant : NULL);
 	sqlite3_bind_int(s, 5, f->include_deleted != 0);
+	if (list_tenant(f, scope) != NULL)
+		kiln_bind_cstr(s, 8, list_tenant(f, scope));
 }
 
 enum kiln_rc kiln_store_list_workflows(struct kiln_store *st,
@@ -436,7 +469,7 @@ enum kiln_rc kiln_store_list_workflows(struct kiln_store *st,
 	rc = kiln_store_begin_read(st, err);
 	if (rc != KILN_OK)
 		goto out;
-	s = kiln_store_stmt(st, SQL_COUNT, err);
+	s = kiln_store_stmt(st, SQL_COUNT[list_form(f, scope)], err);
 	if (s == NULL) {
 		rc = err ? err->code : KILN_EIO;
 		goto out;
@@ -451,7 +484,7 @@ enum kiln_rc kiln_store_list_workflows(struct kiln_store *st,
 	total = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 
-	s = kiln_store_stmt(st, SQL_LIST, err);
+	s = kiln_store_stmt(st, SQL_LIST[list_form(f, scope)], err);
 	if (s == NULL) {
 		rc = err ? err->code : KILN_EIO;
 		goto out;

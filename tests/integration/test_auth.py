@@ -176,6 +176,16 @@ class AuthTest(KilnTestCase):
         lst = srv.list_wf("?origin_tenant_id=tenant-b", token=ta)
         self.assertEqual(lst["workflows"], [])
         self.assertEqual(lst["total"], 0)
+        own = srv.list_wf("?origin_tenant_id=tenant-a&limit=1000", token=ta)
+        self.assertEqual(sorted(w["id"] for w in own["workflows"]),
+                         sorted(ids))
+        # a status filter within the token's tenant
+        st_a = srv.get_wf(wf_a["id"], token=ta)["status"]
+        lst = srv.list_wf("?status=%s&limit=1000" % st_a, token=ta)
+        self.assertIn(wf_a["id"], [w["id"] for w in lst["workflows"]])
+        self.assertTrue(all(w["origin_tenant_id"] == "tenant-a" and
+                            w["status"] == st_a for w in lst["workflows"]))
+        self.assertEqual(lst["total"], len(lst["workflows"]))
 
         # tenant B sees its own, not A's
         self.assertEqual(srv.get_wf(wf_b["id"], token=tb)["id"], wf_b["id"])
