@@ -620,11 +620,18 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 	ev.data.fd = s;
 	if (epoll_ctl(io->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s,
 		      &ev) != 0) {
+		int rc = -1;
+
 		/* A descriptor number reused behind our back. */
 		if (errno == EEXIST)
-			epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev);
+			rc = epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev);
 		else if (errno == ENOENT)
-			epoll_ctl(io->epfd, EPOLL_CTL_ADD, s, &ev);
+			rc = epoll_ctl(io->epfd, EPOLL_CTL_ADD, s, &ev);
+		/* Otherwise the transfer ends at its timeout. */
+		if (rc != 0)
+			kiln_log(KILN_LOG_ERROR,
+				 "I/O loop cannot watch socket %d: %s", (int)s,
+				 strerror(errno));
 	}
 	curl_multi_assign(io->multi, s, io);
 	return 0;
