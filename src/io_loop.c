@@ -723,17 +723,22 @@ static void *io_main(void *p)
 	return NULL;
 }
 
-/* Wakes the loop (once until it has looked). */
-static void wake(struct kiln_io *io)
+/* Under io->lock, after queueing something for the loop: whether the
+ * caller must write the eventfd (once until the loop has looked). */
+static int wake_due_locked(struct kiln_io *io)
+{
+	int due = !io->wake_sent;
+
+	io->wake_sent = 1;
+	return due;
+}
+
+/* Wakes the loop; outside io->lock. */
+static void wake(struct kiln_io *io, int due)
 {
 	static const uint64_t one = 1;
-	int send;
 
-	pthread_mutex_lock(&io->lock);
-	send = !io->wake_sent;
-	io->wake_sent = 1;
-	pthread_mutex_unlock(&io->lock);
-	if (send && write(io->wakefd, &one, sizeof(one)) < 0 &&
+	if (due && write(io->wakefd, &one, sizeof(one)) < 0 &&
 	    errno != EAGAIN)
 		kiln_log(KILN_LOG_ERROR, "cannot wake the I/O loop: %s",
 			 strerror(errno));
@@ -834,6 +839,7 @@ uint64_t kiln_io_submit_as(struct kiln_io *io, uint64_t id,
 			   void *ctx)
 {
 	struct transfer *t = calloc(1, sizeof(*t));
+	int due;
 
 	if (t == NULL) {
 		struct kiln_http_response r = {.is_shutdown = 1};
@@ -859,13 +865,16 @@ uint64_t kiln_io_submit_as(struct kiln_io *io, uint64_t id,
 	t->id = id;
 	queue_push(&io->incoming, t);
 	io->pending++;
+	due = wake_due_locked(io);
 	pthread_mutex_unlock(&io->lock);
-	wake(io);
+	wake(io, due);
 	return id;
 }
 
 void kiln_io_abort(struct kiln_io *io, uint64_t id)
 {
+	int due;
+
 	pthread_mutex_lock(&io->lock);
 	if (io->n_aborts == io->cap_aborts) {
 		size_t cap = io->cap_aborts ? io->cap_aborts * 2 : 16;
@@ -881,8 +890,9 @@ void kiln_io_abort(struct kiln_io *io, uint64_t id)
 		io->cap_aborts = cap;
 	}
 	io->aborts[io->n_aborts++] = id;
+	due = wake_due_locked(io);
 	pthread_mutex_unlock(&io->lock);
-	wake(io);
+	wake(io, due);
 }
 
 int kiln_io_after(struct kiln_io *io, int64_t delay_ms, kiln_io_timer_fn fn,
@@ -890,6 +900,7 @@ int kiln_io_after(struct kiln_io *io, int64_t delay_ms, kiln_io_timer_fn fn,
 {
 	struct timer t = {kiln_mono_ms() + (delay_ms > 0 ? delay_ms : 0), 0,
 			  fn, ctx};
+	int due;
 
 	pthread_mutex_lock(&io->lock);
 	if (io->stopping) {
@@ -911,8 +922,9 @@ int kiln_io_after(struct kiln_io *io, int64_t delay_ms, kiln_io_timer_fn fn,
 	}
 	t.seq = io->next_seq++;
 	heap_push(io, t);
+	due = wake_due_locked(io);
 	pthread_mutex_unlock(&io->lock);
-	wake(io);
+	wake(io, due);
 	return 0;
 }
 
@@ -928,17 +940,18 @@ size_t kiln_io_inflight(struct kiln_io *io)
 
 void kiln_io_stop(struct kiln_io *io)
 {
-	int was_stopping;
+	int was_stopping, due;
 
 	if (io == NULL)
 		return;
 	pthread_mutex_lock(&io->lock);
 	was_stopping = io->stopping;
 	io->stopping = 1;
+	due = wake_due_locked(io);
 	pthread_mutex_unlock(&io->lock);
 	if (was_stopping)
 		return;
-	wake(io);
+	wake(io, due);
 	pthread_join(io->thread, NULL);
 }
 
