@@ -17,6 +17,7 @@
 #include "kiln/store.h"
 #include "kiln/webhook_event.h"
 #include "kiln/workflow_validate.h"
+#include "store_claim.h"
 #include "store_row.h"
 
 static enum kiln_rc step_done(struct kiln_store *st, sqlite3_stmt *s,
@@ -382,6 +383,61 @@ enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 	return KILN_OK;
 }
 
+json_t *kiln_claim_first_attempts(const char *provider, int64_t now_ms)
+{
+	char started[KILN_RFC3339_LEN];
+
+	kiln_rfc3339(now_ms, started);
+	return json_pack("[{si ss? ss sn ss sn sn sn}]", "attempt", 1,
+			 "provider", provider, "started_at", started,
+			 "finished_at", "outcome", "running", "http_status",
+			 "error", "job_id");
+}
+
+/* What a step's claim copies of the step as validated. */
+static const struct kiln_copy_spec CLAIM_OF_STEP[] = {
+	{"uuid", "uuid", KILN_COPY_TEXT},
+	{"step_id", "id", KILN_COPY_TEXT},
+	{"task_type", "task_type", KILN_COPY_TEXT},
+	{"provider", "provider", KILN_COPY_TEXT},
+	{"current_provider", "provider", KILN_COPY_TEXT},
+	{"config", "config", KILN_COPY_OBJECT},
+	{"input_mappings", "input_mappings", KILN_COPY_ARRAY},
+	{"provider_config", "provider_config", KILN_COPY_JSON},
+	{"fallback_provider_type", "fallback_provider_type", KILN_COPY_TEXT},
+	{"fallback_provider_config", "fallback_provider_config",
+	 KILN_COPY_JSON},
+};
+
+json_t *kiln_claim_of_new_step(const char *wf_id, const json_t *step,
+			       const json_t *run_inputs, const char *task_id,
+			       int64_t now_ms)
+{
+	json_t *claim = json_object(), *results = json_object();
+
+	/* CLAIM_ROW's keys, as kiln_store_load_claim would read them. */
+	json_object_set_new(claim, "workflow_id", json_string(wf_id));
+	KILN_COPY_SET(claim, step, CLAIM_OF_STEP);
+	json_object_set_new(claim, "task_id", json_string(task_id));
+	json_object_set_new(claim, "retry_count", json_integer(0));
+	json_object_set_new(claim, "max_retries",
+			    json_integer(json_integer_value(
+				    json_object_get(step, "max_retries"))));
+	json_object_set_new(claim, "on_fallback", json_false());
+	json_object_set_new(claim, "provider_retries", json_integer(0));
+	json_object_set_new(claim, "job", json_null());
+	json_object_set_new(claim, "next_attempt_at", json_null());
+	json_object_set_new(claim, "first_started_at", json_integer(now_ms));
+	json_object_set_new(claim, "attempt", json_integer(1));
+	json_object_set_new(claim, "last_outcome", json_string("running"));
+	/* No dependencies: the run's inputs are all a mapping can read. */
+	if (run_inputs != NULL && !json_is_null(run_inputs))
+		json_object_set_new(results, KILN_INPUTS_STEP,
+				    json_deep_copy(run_inputs));
+	json_object_set_new(claim, "results", results);
+	return claim;
+}
+
 #define CLAIM_SQL(from)                                                       \
 	"UPDATE steps SET status = 'RUNNING', task_id = ?3,"                  \
 	" started_at = ?2, completed_at = NULL, error_message = NULL,"        \
@@ -429,53 +485,74 @@ static enum kiln_rc claim_locked(struct kiln_store *st,
 	return KILN_OK;
 }
 
+/* A claim built whole at insert (kiln_claim_of_new_step), not just
+ * {uuid, task_id}: nothing to read. */
+static int claim_is_whole(const json_t *claim)
+{
+	return json_object_get(claim, "workflow_id") != NULL;
+}
+
 /* The loop of kiln_store_load_claims, inside the caller's read
  * transaction (open: 0 when it could not be begun). */
 void kiln_store_load_claims_in(struct kiln_store *st, json_t *claims,
 			       int open)
 {
 	struct kiln_err err = {0};
-	size_t i = 0;
+	enum kiln_rc broken = KILN_OK; /* after it, nothing is read */
+	size_t i = 0, lost = 0;
 
 	if (!open)
-		kiln_err_set(&err, KILN_EIO, "", "no read transaction");
-	while (open && i < json_array_size(claims)) {
+		broken = kiln_err_set(&err, KILN_EIO, "",
+				      "no read transaction");
+	while (i < json_array_size(claims)) {
 		json_t *taken = json_array_get(claims, i), *claim = NULL;
 		const char *task = json_string_value(
 			json_object_get(taken, "task_id"));
-		enum kiln_rc rc = kiln_store_load_claim(
-			st, json_string_value(json_object_get(taken, "uuid")),
-			&claim, &err);
-		const char *now_task = json_string_value(
-			json_object_get(claim, "task_id"));
+		enum kiln_rc rc = broken;
+		const char *now_task;
 
+		if (claim_is_whole(taken)) {
+			i++;
+			continue;
+		}
+		if (rc == KILN_OK)
+			rc = kiln_store_load_claim(
+				st,
+				json_string_value(json_object_get(taken,
+								  "uuid")),
+				&claim, &err);
+		now_task = json_string_value(json_object_get(claim, "task_id"));
 		if (rc == KILN_OK && now_task != NULL && task != NULL &&
 		    strcmp(now_task, task) == 0) {
 			json_array_set_new(claims, i++, claim);
 			continue;
 		}
 		json_decref(claim);
-		if (rc != KILN_OK && rc != KILN_ENOTFOUND)
-			break;
-		/* Cancelled or reset and claimed again since: not ours. */
+		/* Unreadable now: the step's lease runs out and the engine
+		 * takes it over (kiln_store_running_steps), so nothing is
+		 * lost.  Else it was cancelled or reset and claimed again
+		 * since: not ours. */
+		if (rc != KILN_OK && rc != KILN_ENOTFOUND) {
+			broken = rc;
+			lost++;
+		}
 		json_array_remove(claims, i);
 	}
-	/* Unreadable now: the steps' leases run out and the engine takes
-	 * them over (kiln_store_running_steps), so nothing is lost. */
-	if (i < json_array_size(claims))
+	if (lost > 0)
 		kiln_log(KILN_LOG_WARN,
 			 "could not read %zu claimed steps (%s); they are"
 			 " taken over when their leases expire",
-			 json_array_size(claims) - i, err.msg);
-	while (i < json_array_size(claims))
-		json_array_remove(claims, i);
+			 lost, err.msg);
 }
 
 void kiln_store_load_claims(struct kiln_store *st, json_t *claims)
 {
+	size_t i, n_whole = 0;
 	int open;
 
-	if (claims == NULL || json_array_size(claims) == 0)
+	for (i = 0; i < json_array_size(claims); i++)
+		n_whole += claim_is_whole(json_array_get(claims, i));
+	if (n_whole == json_array_size(claims))
 		return;
 	open = kiln_store_begin_read(st, NULL) == KILN_OK;
 	kiln_store_load_claims_in(st, claims, open);

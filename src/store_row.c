@@ -49,6 +49,40 @@ json_t *kiln_col_int(sqlite3_stmt *s, int i)
 	return json_integer(sqlite3_column_int64(s, i));
 }
 
+json_t *kiln_value_json(const json_t *v, json_t *dflt)
+{
+	if (v == NULL || json_is_null(v))
+		return dflt ? dflt : json_null();
+	json_decref(dflt);
+	return json_deep_copy(v);
+}
+
+json_t *kiln_value_text(const json_t *v)
+{
+	return json_is_string(v) ? json_stringn(json_string_value(v),
+						json_string_length(v))
+				 : json_null();
+}
+
+void kiln_copy_set(json_t *o, const json_t *from,
+		   const struct kiln_copy_spec *spec, size_t n)
+{
+	size_t i;
+	json_t *v;
+
+	for (i = 0; i < n; i++) {
+		v = json_object_get(from, spec[i].src);
+		switch (spec[i].kind) {
+		case KILN_COPY_TEXT: v = kiln_value_text(v); break;
+		case KILN_COPY_OBJECT: v = kiln_value_json(v, json_object()); break;
+		case KILN_COPY_ARRAY: v = kiln_value_json(v, json_array()); break;
+		case KILN_COPY_JSON:
+		default: v = kiln_value_json(v, NULL); break;
+		}
+		json_object_set_new(o, spec[i].key, v);
+	}
+}
+
 void kiln_bind_str(sqlite3_stmt *s, int i, const json_t *v)
 {
 	if (json_is_string(v))

@@ -36,6 +36,31 @@ struct kiln_col_spec {
 void kiln_row_set(json_t *o, sqlite3_stmt *s,
 		  const struct kiln_col_spec *spec, size_t n);
 
+/* What a column bound from v gives back, without the round trip: a
+ * deep copy of v, or dflt (consumed; json null when NULL) when v is
+ * NULL or json null.  kiln_value_text: v if it is a string, else null. */
+json_t *kiln_value_json(const json_t *v, json_t *dflt);
+json_t *kiln_value_text(const json_t *v);
+
+/* How a value that was written becomes the value read back: o[key] from
+ * from[src] as kiln_value_text, or kiln_value_json with {} / [] / null
+ * for a missing one (what kiln_bind_json's default was). */
+enum kiln_copy_kind {
+	KILN_COPY_TEXT,
+	KILN_COPY_OBJECT,
+	KILN_COPY_ARRAY,
+	KILN_COPY_JSON,
+};
+struct kiln_copy_spec {
+	const char *key;
+	const char *src;
+	enum kiln_copy_kind kind;
+};
+void kiln_copy_set(json_t *o, const json_t *from,
+		   const struct kiln_copy_spec *spec, size_t n);
+#define KILN_COPY_SET(o, from, spec)                                          \
+	kiln_copy_set((o), (from), (spec), sizeof(spec) / sizeof((spec)[0]))
+
 /* Binds a JSON string (or NULL/json null -> SQL NULL) as text. */
 void kiln_bind_str(sqlite3_stmt *s, int i, const json_t *v);
 /* Binds any JSON value as its compact text (NULL/json null -> SQL NULL,

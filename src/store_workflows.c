@@ -13,6 +13,7 @@
 
 #include "kiln/store.h"
 #include "kiln/webhook_event.h"
+#include "store_claim.h"
 #include "store_row.h"
 
 #define WF_COLS                                                               \
@@ -41,14 +42,20 @@ static const char SQL_INSERT_WF[] =
 	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
 	" ?14, ?15, ?15, ?16, ?17, ?18, ?19)";
 
+/* A first step of a workflow inserted RUNNING is inserted claimed
+ * (?15 'RUNNING', ?18-?22), as claim_locked (store_engine.c) would
+ * leave it; the others PENDING, with NULLs there. */
 static const char SQL_INSERT_STEP[] =
 	"INSERT INTO steps (id, workflow_id, position, step_id, task_type,"
 	" provider, config, provider_config, active_provider_capabilities,"
 	" fallback_provider_type, fallback_provider_config,"
 	" fallback_provider_capabilities, dependencies, input_mappings,"
-	" status, max_retries, created_at, updated_at)"
+	" status, max_retries, created_at, updated_at, task_id, started_at,"
+	" first_started_at, lease_owner, lease_expires_at, current_provider,"
+	" attempts)"
 	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-	" ?14, 'PENDING', ?15, ?16, ?16)";
+	" ?14, ?15, ?16, ?17, ?17, ?18, ?19, ?19, ?20, ?21, ?22,"
+	" COALESCE(?23, '[]'))";
 
 static const char SQL_GET_WF[] =
 	"SELECT " WF_COLS " FROM workflows"
@@ -283,8 +290,16 @@ enum kiln_rc kiln_store_get_workflow(struct kiln_store *st, const char *id,
 
 /* ---- insert ---------------------------------------------------------- */
 
+/* The claim of a step inserted RUNNING. */
+struct step_claim {
+	const struct kiln_claimer *who;
+	char task_id[KILN_UUID_LEN];
+	json_t *attempts;
+};
+
 static enum kiln_rc insert_step(struct kiln_store *st, const char *wf_id,
 				size_t pos, const json_t *step, int64_t now,
+				const struct step_claim *c,
 				struct kiln_err *err)
 {
 	sqlite3_stmt *s = kiln_store_stmt(st, SQL_INSERT_STEP, err);
@@ -311,19 +326,36 @@ static enum kiln_rc insert_step(struct kiln_store *st, const char *wf_id,
 		       NULL);
 	kiln_bind_json(s, 13, json_object_get(step, "depends_on"), "[]");
 	kiln_bind_json(s, 14, json_object_get(step, "input_mappings"), "[]");
-	sqlite3_bind_int64(s, 15, json_integer_value(
+	sqlite3_bind_text(s, 15, c ? "RUNNING" : "PENDING", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 16, json_integer_value(
 					  json_object_get(step, "max_retries")));
-	sqlite3_bind_int64(s, 16, now);
+	sqlite3_bind_int64(s, 17, now);
+	if (c != NULL) {
+		sqlite3_bind_text(s, 18, c->task_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 19, now);
+		sqlite3_bind_text(s, 20, c->who->owner, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 21, c->who->lease_until_ms);
+		kiln_bind_str(s, 22, json_object_get(step, "provider"));
+		kiln_bind_json(s, 23, c->attempts, NULL);
+	}
 	rc = sqlite3_step(s);
+	sqlite3_clear_bindings(s);
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, rc, err);
 }
 
-enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
-					       const json_t *wf,
-					       const struct kiln_claimer *who,
-					       json_t *claims,
-					       struct kiln_err *err)
+static int is_first_step(const json_t *step)
+{
+	return json_array_size(json_object_get(step, "depends_on")) == 0;
+}
+
+/* The insert at now.  Of a RUNNING workflow, with who and claims, the
+ * first steps (no dependencies) are inserted claimed, their whole claims
+ * appended to claims: the advance at creation, without reading back
+ * what was just written. */
+static enum kiln_rc insert_at(struct kiln_store *st, const json_t *wf,
+			      const struct kiln_claimer *who, json_t *claims,
+			      int64_t now, struct kiln_err *err)
 {
 	const char *id = json_string_value(json_object_get(wf, "id"));
 	const char *status = json_string_value(json_object_get(wf, "status"));
@@ -331,8 +363,9 @@ enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
 	json_t *suppress = json_object_get(wf, "suppress_subtask_events");
 	json_t *version = json_object_get(wf, "template_version");
 	sqlite3_stmt *s = kiln_store_stmt(st, SQL_INSERT_WF, err);
-	int64_t now = kiln_now_ms();
-	enum kiln_rc rc;
+	int running = strcmp(status, "RUNNING") == 0;
+	int claim = running && who != NULL && claims != NULL;
+	enum kiln_rc rc = KILN_OK;
 	size_t i;
 	int src;
 
@@ -351,7 +384,7 @@ enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
 	kiln_bind_str(s, 11, json_object_get(wf, "webhook_url"));
 	sqlite3_bind_int64(s, 12, (sqlite3_int64)json_array_size(steps));
 	kiln_bind_str(s, 13, json_object_get(wf, "final_step_id"));
-	if (strcmp(status, "RUNNING") == 0)
+	if (running)
 		sqlite3_bind_int64(s, 14, now);
 	else
 		sqlite3_bind_null(s, 14);
@@ -362,19 +395,204 @@ enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
 	kiln_bind_json(s, 18, json_object_get(wf, "run_inputs"), NULL);
 	kiln_bind_str(s, 19, json_object_get(wf, "batch_id"));
 	src = sqlite3_step(s);
+	sqlite3_clear_bindings(s);
 	sqlite3_reset(s);
 	if (src != SQLITE_DONE)
 		return kiln_store_fail(st, src, err);
-	for (i = 0; i < json_array_size(steps); i++) {
-		rc = insert_step(st, id, i, json_array_get(steps, i), now, err);
-		if (rc != KILN_OK)
-			return rc;
+	for (i = 0; rc == KILN_OK && i < json_array_size(steps); i++) {
+		json_t *step = json_array_get(steps, i);
+		struct step_claim c = {.who = who};
+
+		if (!claim || !is_first_step(step)) {
+			rc = insert_step(st, id, i, step, now, NULL, err);
+			continue;
+		}
+		kiln_uuid_new(c.task_id);
+		c.attempts = kiln_claim_first_attempts(
+			json_string_value(json_object_get(step, "provider")),
+			now);
+		rc = insert_step(st, id, i, step, now, &c, err);
+		json_decref(c.attempts);
+		if (rc == KILN_OK)
+			json_array_append_new(
+				claims,
+				kiln_claim_of_new_step(
+					id, step,
+					json_object_get(wf, "run_inputs"),
+					c.task_id, now));
 	}
-	/* The first steps are claimed in the same transaction: one commit
-	 * per created workflow. */
-	if (claims != NULL && who != NULL && strcmp(status, "RUNNING") == 0)
-		return kiln_store_advance_locked(st, id, who, claims, err);
-	return KILN_OK;
+	return rc;
+}
+
+enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
+					       const json_t *wf,
+					       const struct kiln_claimer *who,
+					       json_t *claims,
+					       struct kiln_err *err)
+{
+	return insert_at(st, wf, who, claims, kiln_now_ms(), err);
+}
+
+/* The claim in claims of the step with this uuid, NULL if none. */
+static const json_t *claim_of(const json_t *claims, const char *uuid)
+{
+	size_t i;
+
+	for (i = 0; uuid != NULL && i < json_array_size(claims); i++) {
+		const json_t *c = json_array_get(claims, i);
+
+		if (strcmp(json_string_value(json_object_get(c, "uuid")),
+			   uuid) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+/* What render_step reads back of a step as validated, in STEP_ROW's
+ * order. */
+static const struct kiln_copy_spec NEW_STEP[] = {
+	{"id", "uuid", KILN_COPY_TEXT},
+	{"step_id", "id", KILN_COPY_TEXT},
+	{"task_type", "task_type", KILN_COPY_TEXT},
+	{"provider", "provider", KILN_COPY_TEXT},
+	{"config", "config", KILN_COPY_OBJECT},
+	{"provider_config", "provider_config", KILN_COPY_JSON},
+	{"active_provider_capabilities", "active_provider_capabilities",
+	 KILN_COPY_JSON},
+	{"fallback_provider_type", "fallback_provider_type", KILN_COPY_TEXT},
+	{"fallback_provider_config", "fallback_provider_config",
+	 KILN_COPY_JSON},
+	{"fallback_provider_capabilities", "fallback_provider_capabilities",
+	 KILN_COPY_JSON},
+	{"dependencies", "depends_on", KILN_COPY_ARRAY},
+	{"input_mappings", "input_mappings", KILN_COPY_ARRAY},
+};
+
+/* A step as render_step would read it back right after insert_at. */
+static json_t *render_new_step(const json_t *step, const json_t *claim,
+			       int64_t now, json_t *now_text)
+{
+	json_t *o = json_object();
+
+	KILN_COPY_SET(o, step, NEW_STEP);
+	json_object_set_new(o, "status",
+			    json_string(claim ? "RUNNING" : "PENDING"));
+	json_object_set_new(
+		o, "task_id",
+		kiln_value_text(claim ? json_object_get(claim, "task_id")
+				      : NULL));
+	json_object_set_new(o, "result", json_null());
+	json_object_set_new(o, "error_message", json_null());
+	json_object_set_new(o, "started_at",
+			    claim ? json_incref(now_text) : json_null());
+	json_object_set_new(o, "completed_at", json_null());
+	json_object_set_new(o, "retry_count", json_integer(0));
+	json_object_set_new(o, "max_retries",
+			    json_integer(json_integer_value(
+				    json_object_get(step, "max_retries"))));
+	json_object_set_new(o, "created_at", json_incref(now_text));
+	json_object_set_new(o, "updated_at", json_incref(now_text));
+	json_object_set_new(
+		o, "attempts",
+		claim ? kiln_claim_first_attempts(
+				json_string_value(
+					json_object_get(step, "provider")),
+				now)
+		      : json_array());
+	json_object_set_new(o, "provider_used", json_null());
+	json_object_set_new(o, "provider_job_id", json_null());
+	return o;
+}
+
+/* The WorkflowPublic that kiln_store_get_workflow would render right
+ * after insert_at(wf, now) made claims: built from what was written, as
+ * render_workflow_row and render_steps read it, in their keys' order. */
+static const struct kiln_copy_spec NEW_WF_HEAD[] = {
+	{"id", "id", KILN_COPY_TEXT},
+	{"name", "name", KILN_COPY_TEXT},
+	{"description", "description", KILN_COPY_TEXT},
+	{"status", "status", KILN_COPY_TEXT},
+};
+static const struct kiln_copy_spec NEW_WF_FINAL[] = {
+	{"final_step_id", "final_step_id", KILN_COPY_TEXT},
+};
+static const struct kiln_copy_spec NEW_WF_CONFIG[] = {
+	{"config", "config", KILN_COPY_OBJECT},
+};
+static const struct kiln_copy_spec NEW_WF_ORIGIN[] = {
+	{"origin_instance", "origin_instance", KILN_COPY_TEXT},
+	{"origin_zone", "origin_zone", KILN_COPY_TEXT},
+	{"origin_tenant_id", "origin_tenant_id", KILN_COPY_TEXT},
+	{"origin_reference", "origin_reference", KILN_COPY_TEXT},
+	{"webhook_url", "webhook_url", KILN_COPY_TEXT},
+};
+static const struct kiln_copy_spec NEW_WF_TEMPLATE[] = {
+	{"template_id", "template_id", KILN_COPY_TEXT},
+};
+static const struct kiln_copy_spec NEW_WF_TAIL[] = {
+	{"inputs", "run_inputs", KILN_COPY_JSON},
+	{"batch_id", "batch_id", KILN_COPY_TEXT},
+};
+
+static json_t *render_new_workflow(const json_t *wf, const json_t *claims,
+				   int64_t now)
+{
+	int running = strcmp(json_string_value(json_object_get(wf, "status")),
+			     "RUNNING") == 0;
+	json_t *steps = json_object_get(wf, "steps");
+	json_t *suppress = json_object_get(wf, "suppress_subtask_events");
+	json_t *version = json_object_get(wf, "template_version");
+	json_t *o = json_object(), *list = json_array();
+	json_t *current = json_null();
+	char buf[KILN_RFC3339_LEN];
+	json_t *now_text;
+	size_t i;
+
+	kiln_rfc3339(now, buf);
+	now_text = json_string(buf);
+	for (i = 0; i < json_array_size(steps); i++) {
+		const json_t *step = json_array_get(steps, i);
+		const json_t *claim = claim_of(
+			claims, json_string_value(json_object_get(step, "uuid")));
+
+		if (claim != NULL && json_is_null(current))
+			current = kiln_value_text(json_object_get(step, "id"));
+		json_array_append_new(list, render_new_step(step, claim, now,
+							    now_text));
+	}
+	/* WF_ROW's keys, then render_steps'. */
+	KILN_COPY_SET(o, wf, NEW_WF_HEAD);
+	json_object_set_new(o, "total_steps",
+			    json_integer((json_int_t)json_array_size(steps)));
+	json_object_set_new(o, "completed_steps", json_integer(0));
+	json_object_set_new(o, "progress", json_real(0));
+	json_object_set_new(o, "current_step", current);
+	KILN_COPY_SET(o, wf, NEW_WF_FINAL);
+	json_object_set_new(o, "final_step_result", json_null());
+	json_object_set_new(o, "canvas_task_id", json_null());
+	KILN_COPY_SET(o, wf, NEW_WF_CONFIG);
+	json_object_set_new(o, "suppress_subtask_events",
+			    json_boolean(suppress == NULL ||
+					 json_is_true(suppress)));
+	KILN_COPY_SET(o, wf, NEW_WF_ORIGIN);
+	json_object_set_new(o, "error_message", json_null());
+	json_object_set_new(o, "errors", json_array());
+	json_object_set_new(o, "started_at",
+			    running ? json_incref(now_text) : json_null());
+	json_object_set_new(o, "completed_at", json_null());
+	json_object_set_new(o, "created_at", json_incref(now_text));
+	json_object_set_new(o, "updated_at", json_incref(now_text));
+	json_object_set_new(o, "is_deleted", json_false());
+	json_object_set_new(o, "deleted_at", json_null());
+	KILN_COPY_SET(o, wf, NEW_WF_TEMPLATE);
+	json_object_set_new(o, "template_version",
+			    json_is_integer(version)
+				    ? json_integer(json_integer_value(version))
+				    : json_null());
+	KILN_COPY_SET(o, wf, NEW_WF_TAIL);
+	json_object_set_new(o, "steps", list);
+	json_decref(now_text);
+	return o;
 }
 
 enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
@@ -383,8 +601,8 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 					json_t **claims, json_t **rendered,
 					struct kiln_err *err)
 {
-	const char *id = json_string_value(json_object_get(wf, "id"));
-	json_t *claimed = claims != NULL ? json_array() : NULL;
+	json_t *claimed = json_array();
+	int64_t now = kiln_now_ms();
 	enum kiln_rc rc;
 
 	if (claims != NULL)
@@ -396,7 +614,7 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		json_decref(claimed);
 		return rc;
 	}
-	rc = kiln_store_insert_workflow_locked(st, wf, who, claimed, err);
+	rc = insert_at(st, wf, claims ? who : NULL, claimed, now, err);
 	if (rc == KILN_OK)
 		rc = kiln_store_commit(st, err);
 	else
@@ -405,25 +623,14 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		json_decref(claimed);
 		return rc;
 	}
-	/* The answer and the claims are read after the commit, outside the
-	 * writer lock, in one read transaction.  Nothing has run yet: the
-	 * claims are the caller's to start. */
-	if (rendered != NULL) {
-		rc = kiln_store_begin_read(st, err);
-		if (rc == KILN_OK)
-			rc = kiln_store_get_workflow_locked(st, id, NULL,
-							    rendered, err);
-		if (claims != NULL)
-			kiln_store_load_claims_in(st, claimed, rc == KILN_OK);
-		kiln_store_rollback(st);
-	} else if (claims != NULL) {
-		kiln_store_load_claims(st, claimed);
-	}
-	if (rc != KILN_OK || claims == NULL) {
+	/* Nothing has run yet (the claims are the caller's to start), so
+	 * what was written is what a read would find. */
+	if (rendered != NULL)
+		*rendered = render_new_workflow(wf, claimed, now);
+	if (claims != NULL)
+		*claims = claimed;
+	else
 		json_decref(claimed);
-		return rc;
-	}
-	*claims = claimed;
 	return KILN_OK;
 }
 

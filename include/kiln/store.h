@@ -662,7 +662,9 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st,
  * read after the commit, outside the writer lock: replaces each with the
  * whole claim (kiln_store_claim_step), dropping any whose step has been
  * cancelled or claimed again since, or that cannot be read now (their
- * leases run out and the engine takes them over). */
+ * leases run out and the engine takes them over).  A claim made whole
+ * in its transaction (a first step of a workflow inserted RUNNING) is
+ * kept as it is. */
 void kiln_store_load_claims(struct kiln_store *st, json_t *claims);
 /* The same inside the caller's read transaction (kiln_store_begin_read;
  * open is 0 if it could not be begun: every claim is dropped). */

@@ -269,6 +269,59 @@ class EngineTest(EngineCase):
         assert_workflow_shape(done)
         return done
 
+    # ------------------------------------------------------------ create
+    def test_created_answer_is_what_a_read_finds(self):
+        """The 201 is built from what was written, not read back: it must
+        be exactly what a GET finds right after, first steps claimed and
+        RUNNING with their first attempt, the others PENDING."""
+        sp = self.sp
+        sp.script("/hold", Reply(200, hold=True, hold_max_s=30))
+        sp.script("/syncb", Reply(200))
+        try:
+            body = simple_workflow(
+                "create-answer", description="as stored",
+                config={"seed": 7, "ratio": 1.5, "tags": ["a", "é"]},
+                origin_zone="eu", origin_reference="ref-1",
+                suppress_subtask_events=False, steps=[
+                    step("a", "hold", "create-answer-a", max_retries=2,
+                         fallback_provider_type="syncb",
+                         fallback_provider_config={"quality": "low"}),
+                    step("b", "hold", "create-answer-b"),
+                    step("c", "syncb", "create-answer-c",
+                         depends_on=["a", "b"],
+                         input_mappings=[{"from_step": "a",
+                                          "from_field": "/echo/marker",
+                                          "to_field": "prev"}])])
+            r = self.srv.request("POST", "/api/v1/workflows", body)
+            self.assertStatus(r, 201)
+            created = r.json
+            for k in "ab":
+                sp.wait_for(1, path="/hold", marker="create-answer-" + k)
+            self.assertEqual(self.srv.get_wf(created["id"]), created)
+            assert_workflow_shape(created)
+            st = steps_by_id(created)
+            self.assertEqual([st[k]["status"] for k in "abc"],
+                             ["RUNNING", "RUNNING", "PENDING"])
+            self.assertEqual(created["current_step"], "a")
+            for k in "ab":
+                self.assertIsNotNone(st[k]["task_id"])
+                self.assertEqual(st[k]["started_at"], created["created_at"])
+                self.assert_attempts(st[k], [("hold", "running", None)])
+            self.assertEqual(st["c"]["attempts"], [])
+            self.assertIsNone(st["c"]["task_id"])
+
+            held = self.srv.create(simple_workflow(
+                "create-held", steps=[step("a", "hold", "create-held")]),
+                start=False)
+            self.assertEqual(held["status"], "PENDING")
+            self.assertIsNone(held["started_at"])
+            self.assertEqual(steps_by_id(held)["a"]["status"], "PENDING")
+            self.assertEqual(self.srv.get_wf(held["id"]), held)
+        finally:
+            sp.release()
+        done = self.srv.wait_for_status(created["id"], "COMPLETED")
+        self.assertEqual(steps_by_id(done)["c"]["status"], "COMPLETED")
+
     # ------------------------------------------------------------ retries
     def test_retry_spacing_without_jitter(self):
         sp = self.sp
