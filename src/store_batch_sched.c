@@ -307,7 +307,6 @@ enum kiln_rc kiln_store_dispatch_batches(struct kiln_store *st,
 		json_decref(claims);
 		return rc;
 	}
-	kiln_store_load_claims(st, claims);
 	*claims_out = claims;
 	*n_started = steps;
 	return KILN_OK;

@@ -13,7 +13,8 @@
  * provider: what NEW_ATTEMPT (store_engine.c) makes of an empty list. */
 json_t *kiln_claim_first_attempts(const char *provider, int64_t now_ms);
 
-/* The claim that kiln_store_load_claim would read for step (a validated
+/* The claim that claim_locked (store_engine.c) would read for step (a
+ * validated
  * step as kiln_store_insert_workflow takes it, with no dependencies) of
  * workflow wf_id, claimed as task_id at now_ms.  run_inputs may be NULL. */
 json_t *kiln_claim_of_new_step(const char *wf_id, const json_t *step,

@@ -258,8 +258,6 @@ static enum kiln_rc advance_tx(struct kiln_store *st, const char *wf_id,
 			kiln_store_rollback(st);
 		}
 	}
-	if (rc == KILN_OK && who != NULL)
-		kiln_store_load_claims(st, list);
 	if (rc == KILN_OK)
 		*out = list;
 	else
@@ -315,26 +313,71 @@ static const struct kiln_col_spec CLAIM_ROW[] = {
 	{"last_outcome", 19, KILN_COL_TEXT},
 };
 
+/* The columns of a claim (CLAIM_ROW's, then the run's inputs). */
+#define CLAIM_COLS                                                            \
+	"workflow_id, step_id, task_type, provider, config,"                  \
+	" input_mappings, retry_count, max_retries, task_id,"                \
+	" COALESCE(current_provider, provider), on_fallback,"                \
+	" provider_retries, provider_config, fallback_provider_type,"        \
+	" fallback_provider_config, job, next_attempt_at,"                   \
+	" first_started_at, json_array_length(attempts),"                    \
+	" json_extract(attempts, '$[#-1].outcome'),"                         \
+	" (SELECT run_inputs FROM workflows w"                                \
+	"  WHERE w.id = steps.workflow_id)"
+
+/* The claim of step_uuid from s's current row of CLAIM_COLS, with the
+ * results of the workflow's COMPLETED steps (read on st's connection). */
+static enum kiln_rc claim_of_row(struct kiln_store *st, sqlite3_stmt *s,
+				 const char *step_uuid, json_t **claim_out,
+				 struct kiln_err *err)
+{
+	static const char sql_results[] =
+		"SELECT step_id, result FROM steps WHERE workflow_id = ?1"
+		" AND status = 'COMPLETED'";
+	json_t *claim, *results;
+	sqlite3_stmt *r;
+	int src;
+
+	claim = json_object();
+	json_object_set_new(claim, "uuid", json_string(step_uuid));
+	kiln_row_set(claim, s, CLAIM_ROW,
+		     sizeof(CLAIM_ROW) / sizeof(CLAIM_ROW[0]));
+	/* A run's inputs are what mappings from "$inputs" read. */
+	results = json_object();
+	json_object_set_new(claim, "results", results);
+	if (sqlite3_column_type(s, 20) != SQLITE_NULL)
+		json_object_set_new(results, KILN_INPUTS_STEP,
+				    kiln_col_json(s, 20));
+	r = kiln_store_stmt(st, sql_results, err);
+	if (r == NULL) {
+		json_decref(claim);
+		return err ? err->code : KILN_EIO;
+	}
+	sqlite3_bind_text(r, 1,
+			  json_string_value(json_object_get(claim,
+							    "workflow_id")),
+			  -1, SQLITE_TRANSIENT);
+	while ((src = sqlite3_step(r)) == SQLITE_ROW)
+		json_object_set_new(results,
+				    (const char *)sqlite3_column_text(r, 0),
+				    kiln_col_json(r, 1));
+	sqlite3_reset(r);
+	if (src != SQLITE_DONE) {
+		json_decref(claim);
+		return kiln_store_fail(st, src, err);
+	}
+	*claim_out = claim;
+	return KILN_OK;
+}
+
 enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 				   const char *step_uuid, json_t **claim_out,
 				   struct kiln_err *err)
 {
 	static const char sql_step[] =
-		"SELECT workflow_id, step_id, task_type, provider, config,"
-		" input_mappings, retry_count, max_retries, task_id,"
-		" COALESCE(current_provider, provider), on_fallback,"
-		" provider_retries, provider_config, fallback_provider_type,"
-		" fallback_provider_config, job, next_attempt_at,"
-		" first_started_at, json_array_length(attempts),"
-		" json_extract(attempts, '$[#-1].outcome'),"
-		" (SELECT run_inputs FROM workflows w"
-		"  WHERE w.id = steps.workflow_id)"
-		" FROM steps WHERE id = ?1";
-	static const char sql_results[] =
-		"SELECT step_id, result FROM steps WHERE workflow_id = ?1"
-		" AND status = 'COMPLETED'";
-	json_t *claim, *results;
+		"SELECT " CLAIM_COLS " FROM steps WHERE id = ?1";
 	sqlite3_stmt *s;
+	enum kiln_rc rc;
 	int src;
 
 	s = kiln_store_stmt(st, sql_step, err);
@@ -349,38 +392,9 @@ enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 					    "step %s not found", step_uuid);
 		return kiln_store_fail(st, src, err);
 	}
-	claim = json_object();
-	json_object_set_new(claim, "uuid", json_string(step_uuid));
-	kiln_row_set(claim, s, CLAIM_ROW,
-		     sizeof(CLAIM_ROW) / sizeof(CLAIM_ROW[0]));
-	/* A run's inputs are what mappings from "$inputs" read. */
-	results = json_object();
-	json_object_set_new(claim, "results", results);
-	if (sqlite3_column_type(s, 20) != SQLITE_NULL)
-		json_object_set_new(results, KILN_INPUTS_STEP,
-				    kiln_col_json(s, 20));
+	rc = claim_of_row(st, s, step_uuid, claim_out, err);
 	sqlite3_reset(s);
-
-	s = kiln_store_stmt(st, sql_results, err);
-	if (s == NULL) {
-		json_decref(claim);
-		return err ? err->code : KILN_EIO;
-	}
-	sqlite3_bind_text(s, 1,
-			  json_string_value(json_object_get(claim,
-							    "workflow_id")),
-			  -1, SQLITE_TRANSIENT);
-	while ((src = sqlite3_step(s)) == SQLITE_ROW)
-		json_object_set_new(results,
-				    (const char *)sqlite3_column_text(s, 0),
-				    kiln_col_json(s, 1));
-	sqlite3_reset(s);
-	if (src != SQLITE_DONE) {
-		json_decref(claim);
-		return kiln_store_fail(st, src, err);
-	}
-	*claim_out = claim;
-	return KILN_OK;
+	return rc;
 }
 
 json_t *kiln_claim_first_attempts(const char *provider, int64_t now_ms)
@@ -446,7 +460,8 @@ json_t *kiln_claim_of_new_step(const char *wf_id, const json_t *step,
 	" current_provider = COALESCE(current_provider, provider),"          \
 	" next_attempt_at = NULL, job = NULL, attempts = " NEW_ATTEMPT        \
 	" WHERE id = ?1 AND status IN (" from ") AND (SELECT w.status"        \
-	" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'"
+	" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'"       \
+	" RETURNING " CLAIM_COLS
 
 /* from_pending: the caller found the step ready in this transaction
  * (advance), so it may still be PENDING in the store. */
@@ -461,6 +476,7 @@ static enum kiln_rc claim_locked(struct kiln_store *st,
 	char task_id[KILN_UUID_LEN];
 	sqlite3_stmt *s;
 	enum kiln_rc rc;
+	int src;
 
 	kiln_uuid_new(task_id);
 	s = kiln_store_stmt(st, from_pending ? sql_ready_or_pending : sql_ready,
@@ -472,108 +488,21 @@ static enum kiln_rc claim_locked(struct kiln_store *st,
 	sqlite3_bind_text(s, 3, task_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 4, who->owner, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 5, who->lease_until_ms);
-	rc = step_done(st, s, sqlite3_step(s), err);
-	if (rc != KILN_OK)
-		return rc;
-	if (sqlite3_changes(kiln_store_db(st)) != 1)
+	src = sqlite3_step(s);
+	if (src == SQLITE_DONE) {
+		sqlite3_reset(s);
 		return kiln_err_set(err, KILN_ECONFLICT, "",
 				    "step %s is not ready to run", step_uuid);
-	/* The rest of the claim is read after the commit, outside the
-	 * writer lock (kiln_store_load_claims). */
-	*claim_out = json_pack("{ss ss}", "uuid", step_uuid, "task_id",
-			       task_id);
-	return KILN_OK;
-}
-
-/* A claim built whole at insert (kiln_claim_of_new_step), not just
- * {uuid, task_id}: nothing to read. */
-static int claim_is_whole(const json_t *claim)
-{
-	return json_object_get(claim, "workflow_id") != NULL;
-}
-
-/* The loop of kiln_store_load_claims, inside the caller's read
- * transaction (open: 0 when it could not be begun). */
-void kiln_store_load_claims_in(struct kiln_store *st, json_t *claims,
-			       int open)
-{
-	struct kiln_err err = {0};
-	enum kiln_rc broken = KILN_OK; /* after it, nothing is read */
-	size_t i = 0, lost = 0;
-
-	if (!open)
-		broken = kiln_err_set(&err, KILN_EIO, "",
-				      "no read transaction");
-	while (i < json_array_size(claims)) {
-		json_t *taken = json_array_get(claims, i), *claim = NULL;
-		const char *task = json_string_value(
-			json_object_get(taken, "task_id"));
-		enum kiln_rc rc = broken;
-		const char *now_task;
-
-		if (claim_is_whole(taken)) {
-			i++;
-			continue;
-		}
-		if (rc == KILN_OK)
-			rc = kiln_store_load_claim(
-				st,
-				json_string_value(json_object_get(taken,
-								  "uuid")),
-				&claim, &err);
-		now_task = json_string_value(json_object_get(claim, "task_id"));
-		if (rc == KILN_OK && now_task != NULL && task != NULL &&
-		    strcmp(now_task, task) == 0) {
-			json_array_set_new(claims, i++, claim);
-			continue;
-		}
-		json_decref(claim);
-		/* Unreadable now: the step's lease runs out and the engine
-		 * takes it over (kiln_store_running_steps), so nothing is
-		 * lost.  Else it was cancelled or reset and claimed again
-		 * since: not ours. */
-		if (rc != KILN_OK && rc != KILN_ENOTFOUND) {
-			broken = rc;
-			lost++;
-		}
-		json_array_remove(claims, i);
 	}
-	if (lost > 0)
-		kiln_log(KILN_LOG_WARN,
-			 "could not read %zu claimed steps (%s); they are"
-			 " taken over when their leases expire",
-			 lost, err.msg);
-}
-
-void kiln_store_load_claims(struct kiln_store *st, json_t *claims)
-{
-	size_t i, n_whole = 0;
-	int open;
-
-	for (i = 0; i < json_array_size(claims); i++)
-		n_whole += claim_is_whole(json_array_get(claims, i));
-	if (n_whole == json_array_size(claims))
-		return;
-	open = kiln_store_begin_read(st, NULL) == KILN_OK;
-	kiln_store_load_claims_in(st, claims, open);
-	if (open)
-		kiln_store_rollback(st);
-}
-
-/* A single claim read after its commit. */
-static enum kiln_rc load_one(struct kiln_store *st, const char *step_uuid,
-			     json_t **claim_out, struct kiln_err *err)
-{
-	json_t *one = json_array();
-
-	json_array_append_new(one, *claim_out);
-	kiln_store_load_claims(st, one);
-	*claim_out = json_incref(json_array_get(one, 0));
-	json_decref(one);
-	if (*claim_out != NULL)
-		return KILN_OK;
-	return kiln_err_set(err, KILN_ECONFLICT, "",
-			    "step %s was claimed but changed since", step_uuid);
+	if (src != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return kiln_store_fail(st, src, err);
+	}
+	/* The whole claim from the updated row, in the same transaction:
+	 * its pages are in the writer's cache. */
+	rc = claim_of_row(st, s, step_uuid, claim_out, err);
+	sqlite3_reset(s);
+	return rc;
 }
 
 enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
@@ -596,7 +525,7 @@ enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
 		*claim_out = NULL;
 		goto fail;
 	}
-	return load_one(st, step_uuid, claim_out, err);
+	return KILN_OK;
 fail:
 	kiln_store_rollback(st);
 	return rc;
@@ -767,8 +696,6 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	if (rc != KILN_OK)
 		goto fail;
 	free(wf_error);
-	if (claims != NULL)
-		kiln_store_load_claims(st, *claims);
 	return KILN_OK;
 fail:
 	free(wf_error);

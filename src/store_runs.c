@@ -130,7 +130,6 @@ enum kiln_rc kiln_store_insert_run(struct kiln_store *st, const json_t *wf,
 		json_decref(claimed);
 		return rc;
 	}
-	kiln_store_load_claims(st, claimed);
 	*claims = claimed;
 	return KILN_OK;
 }

@@ -658,18 +658,10 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st,
 				       const struct kiln_claimer *who,
 				       json_t *out, struct kiln_err *err)
 	KILN_WARN_UNUSED;
-/* Claims are made inside write transactions as {"uuid", "task_id"} and
- * read after the commit, outside the writer lock: replaces each with the
- * whole claim (kiln_store_claim_step), dropping any whose step has been
- * cancelled or claimed again since, or that cannot be read now (their
- * leases run out and the engine takes them over).  A claim made whole
- * in its transaction (a first step of a workflow inserted RUNNING) is
- * kept as it is. */
-void kiln_store_load_claims(struct kiln_store *st, json_t *claims);
-/* The same inside the caller's read transaction (kiln_store_begin_read;
- * open is 0 if it could not be begun: every claim is dropped). */
-void kiln_store_load_claims_in(struct kiln_store *st, json_t *claims,
-			       int open);
+/* A claim is whole when its transaction commits: it is read from the
+ * claimed row (UPDATE ... RETURNING) while its pages are in the writer's
+ * cache, or built from the inserted values (a first step of a workflow
+ * inserted RUNNING). */
 /* Loads a step as kiln_store_claim_step describes, inside the caller's
  * transaction. */
 enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
