@@ -339,7 +339,6 @@ static enum kiln_rc insert_step(struct kiln_store *st, const char *wf_id,
 		kiln_bind_json(s, 23, c->attempts, NULL);
 	}
 	rc = sqlite3_step(s);
-	sqlite3_clear_bindings(s);
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? KILN_OK : kiln_store_fail(st, rc, err);
 }
@@ -395,7 +394,6 @@ static enum kiln_rc insert_at(struct kiln_store *st, const json_t *wf,
 	kiln_bind_json(s, 18, json_object_get(wf, "run_inputs"), NULL);
 	kiln_bind_str(s, 19, json_object_get(wf, "batch_id"));
 	src = sqlite3_step(s);
-	sqlite3_clear_bindings(s);
 	sqlite3_reset(s);
 	if (src != SQLITE_DONE)
 		return kiln_store_fail(st, src, err);
