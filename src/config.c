@@ -17,9 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <curl/curl.h>
 
 #include "kiln/config.h"
 #include "kiln/model.h"
+#include "kiln/provider.h"
 
 #define NAME_MAX_LEN 64
 #define HOST_MAX_LEN 253
@@ -43,6 +45,8 @@ static void provider_free(struct kiln_provider_cfg *p)
 		free(p->header_lines[i]);
 	free(p->header_lines);
 	kiln_provider_ext_unref(p->ext);
+	curl_slist_free_all(p->request_headers[0]);
+	curl_slist_free_all(p->request_headers[1]);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -106,6 +110,8 @@ static int provider_copy(struct kiln_provider_cfg *dst,
 			dst->n_headers++;
 		}
 	}
+	if (ok && kiln_provider_share_headers(dst) != 0)
+		ok = 0;
 	return ok ? 0 : -1;
 }
 
@@ -263,6 +269,8 @@ static int put_provider(struct kiln_config *cfg, struct kiln_provider_cfg *p)
 	struct kiln_provider_cfg *old = find_provider(cfg, p->name);
 	struct kiln_provider_cfg *grown;
 
+	if (kiln_provider_share_headers(p) != 0)
+		return -1;
 	if (old != NULL) {
 		provider_free(old);
 		*old = *p;

@@ -95,7 +95,8 @@ void kiln_http_request_free(struct kiln_http_request *req)
 	free(req->method);
 	free(req->url);
 	free(req->body);
-	curl_slist_free_all(req->headers);
+	if (!req->headers_borrowed)
+		curl_slist_free_all(req->headers);
 	free(req);
 }
 

@@ -56,6 +56,21 @@ oom:
 	return NULL;
 }
 
+int kiln_provider_share_headers(struct kiln_provider_cfg *p)
+{
+	int i;
+
+	if (p->type == NULL || strcmp(p->type, "http") != 0)
+		return 0;
+	for (i = 0; i < 2; i++) {
+		curl_slist_free_all(p->request_headers[i]);
+		p->request_headers[i] = provider_headers(p, i);
+		if (p->request_headers[i] == NULL)
+			return -1;
+	}
+	return 0;
+}
+
 struct kiln_http_request *
 kiln_provider_request(const struct kiln_provider_cfg *p, const char *method,
 		      const char *url, const json_t *body,
@@ -75,7 +90,10 @@ kiln_provider_request(const struct kiln_provider_cfg *p, const char *method,
 			goto oom;
 		req->body_len = strlen(req->body);
 	}
-	req->headers = provider_headers(p, body != NULL);
+	req->headers = p->request_headers[body != NULL];
+	req->headers_borrowed = req->headers != NULL;
+	if (req->headers == NULL)
+		req->headers = provider_headers(p, body != NULL);
 	if (req->headers == NULL)
 		goto oom;
 	req->connect_timeout_ms = (long)p->connect_timeout_s * 1000;

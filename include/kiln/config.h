@@ -21,6 +21,8 @@
 /* POST /api/v1/batches: 100,000 assets with their URLs fit. */
 #define KILN_DEFAULT_BATCH_MAX_BODY_BYTES (64 * 1024 * 1024)
 
+struct curl_slist;
+
 /* One named provider.  type is "http" (plain JSON request/response) or
  * "dryrun" (built in; generates nothing). */
 struct kiln_provider_cfg {
@@ -33,6 +35,9 @@ struct kiln_provider_cfg {
 	int connect_timeout_s; /* default 10 */
 	int max_retries;   /* default for steps that do not set one; 0 */
 	struct kiln_provider_ext *ext; /* mode, retries, async, artifacts */
+	/* The headers of its requests without [0] and with [1] a body,
+	 * shared by all of them (NULL: each request builds its own). */
+	struct curl_slist *request_headers[2];
 };
 
 /* task type -> provider name.  The built-in task types map to "dryrun"

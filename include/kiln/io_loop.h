@@ -32,6 +32,7 @@ struct kiln_http_request {
 	char *body;                /* NULL = none */
 	size_t body_len;
 	struct curl_slist *headers;
+	int headers_borrowed;      /* headers are not the request's to free */
 	long connect_timeout_ms;
 	long timeout_ms;           /* total */
 	size_t max_response_bytes; /* the answer is cut off (error) past this */

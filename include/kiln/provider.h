@@ -27,6 +27,10 @@ json_t *kiln_provider_dryrun_result(const json_t *input, const char *wf_id,
 				    const char *step_id,
 				    const char *task_type);
 
+/* Builds p's request_headers (an "http" provider's; others have none),
+ * once per config instead of once per request.  0, or -1 out of memory. */
+int kiln_provider_share_headers(struct kiln_provider_cfg *p);
+
 /* A request to the provider's service with its headers and timeouts:
  * method to url with body (NULL = none) as JSON.  Owned by the caller, or
  * handed to kiln_io_submit.  NULL with err on failure. */

@@ -66,6 +66,45 @@ static void test_request_shape(void **state)
 	json_decref(in);
 }
 
+/* The headers of requests are built once per provider and shared: a
+ * request borrows them, and freeing it leaves them to the config. */
+static void test_requests_share_the_provider_headers(void **state)
+{
+	char *lines[] = {"X-Api-Key: k"};
+	struct kiln_provider_cfg p = prov;
+	json_t *in = json_pack("{ss}", "prompt", "dress");
+	struct kiln_http_request *a, *b, *get;
+
+	(void)state;
+	p.header_lines = lines;
+	p.n_headers = 1;
+	assert_int_equal(kiln_provider_share_headers(&p), 0);
+	a = kiln_provider_http_request(&p, in, NULL);
+	b = kiln_provider_http_request(&p, in, NULL);
+	get = kiln_provider_request(&p, "GET", "http://127.0.0.1:9/s", NULL,
+				    NULL);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(get);
+	assert_true(a->headers_borrowed && b->headers_borrowed);
+	assert_ptr_equal(a->headers, p.request_headers[1]);
+	assert_ptr_equal(b->headers, p.request_headers[1]);
+	assert_ptr_equal(get->headers, p.request_headers[0]);
+	/* Without a body, "Content-Type:" (no value) comes first. */
+	assert_string_equal(get->headers->data, "Content-Type:");
+	assert_string_equal(a->headers->data,
+			    "Content-Type: application/json");
+	kiln_http_request_free(a);
+	kiln_http_request_free(b);
+	kiln_http_request_free(get);
+	/* Still the config's, whole. */
+	assert_string_equal(p.request_headers[1]->next->next->next->data,
+			    "X-Api-Key: k");
+	curl_slist_free_all(p.request_headers[0]);
+	curl_slist_free_all(p.request_headers[1]);
+	json_decref(in);
+}
+
 struct answer_case {
 	CURLcode code;
 	long status;
@@ -125,6 +164,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dryrun_echoes_input),
 		cmocka_unit_test(test_request_shape),
+		cmocka_unit_test(test_requests_share_the_provider_headers),
 		cmocka_unit_test(test_answers),
 	};
 
