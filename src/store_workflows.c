@@ -43,7 +43,7 @@ static const char SQL_INSERT_WF[] =
 	" ?14, ?15, ?15, ?16, ?17, ?18, ?19)";
 
 /* A first step of a workflow inserted RUNNING is inserted claimed
- * (?15 'RUNNING', ?18-?22), as claim_locked (store_engine.c) would
+ * (?15 'RUNNING', ?18-?23), as claim_locked (store_engine.c) would
  * leave it; the others PENDING, with NULLs there. */
 static const char SQL_INSERT_STEP[] =
 	"INSERT INTO steps (id, workflow_id, position, step_id, task_type,"
@@ -331,7 +331,7 @@ static enum kiln_rc insert_step(struct kiln_store *st, const char *wf_id,
 					  json_object_get(step, "max_retries")));
 	sqlite3_bind_int64(s, 17, now);
 	if (c != NULL) {
-		sqlite3_bind_text(s, 18, c->task_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 18, c->task_id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(s, 19, now);
 		sqlite3_bind_text(s, 20, c->who->owner, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 21, c->who->lease_until_ms);
