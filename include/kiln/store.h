@@ -69,10 +69,11 @@ struct kiln_claimer {
  * Inserts a workflow and its steps in one transaction.  wf is a validated
  * CreateWorkflow-like object completed by the caller with "id", "status",
  * "final_step_id", and per step "uuid", "provider", "max_retries".
- * Times are now.  In the same transaction, a RUNNING workflow's first
- * steps are claimed for who (*claims, when claims and who are not NULL);
- * after the commit, before any claim has started, the WorkflowPublic is
- * rendered (*rendered, when not NULL); both are owned by the caller.
+ * Times are now.  A RUNNING workflow's first steps (no dependencies) are
+ * inserted claimed for who (*claims, when claims and who are not NULL).
+ * *rendered (when not NULL) is the WorkflowPublic a read right after the
+ * commit would give, built from the values written; both are owned by
+ * the caller.
  * Returns KILN_OK once committed.
  */
 enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
