@@ -1,0 +1,298 @@
+/*
+ * test_migrate.c - schema migrations on real files: a database made by
+ * the migrations before 006 (an older kilnd) is upgraded with every row
+ * kept, ends with the same schema as a new database, and keeps its
+ * constraints.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln/migrate.h"
+
+static char dir[64];
+
+static sqlite3 *open_db(const char *name)
+{
+	char path[128];
+	sqlite3 *db = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL,
+				      NULL),
+			 SQLITE_OK);
+	return db;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/kiln-migrate-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK)
+		fail_msg("%s: %s", sql, msg ? msg : "?");
+}
+
+/* What kilnd before 006 made: the migrations up to before_name. */
+static void migrate_until(sqlite3 *db, const char *before_name)
+{
+	const struct kiln_migration *m;
+	char sql[256];
+
+	exec_ok(db, "CREATE TABLE schema_migrations (name TEXT PRIMARY KEY,"
+		    " applied_at TEXT NOT NULL)");
+	for (m = kiln_migrations; m->name != NULL; m++) {
+		if (strcmp(m->name, before_name) >= 0)
+			break;
+		exec_ok(db, m->sql);
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO schema_migrations VALUES ('%s', 'x')",
+			 m->name);
+		exec_ok(db, sql);
+	}
+}
+
+/* Every row of the query, each column quote()d, joined into one text. */
+static char *dump(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+	size_t len = 0, cap = 4096;
+	char *out = calloc(1, cap);
+	int i, n;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	n = sqlite3_column_count(s);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		for (i = 0; i < n; i++) {
+			const char *v = (const char *)sqlite3_column_text(s, i);
+			size_t add = (v ? strlen(v) : 4) + 2;
+
+			if (len + add + 1 > cap) {
+				cap = (len + add + 1) * 2;
+				out = realloc(out, cap);
+			}
+			len += (size_t)snprintf(out + len, cap - len, "%s%c",
+						 v ? v : "NULL",
+						 i + 1 < n ? '|' : '\n');
+		}
+	}
+	sqlite3_finalize(s);
+	return out;
+}
+
+/* Steps with every column set, as the engine leaves them mid-run. */
+static const char *STEPS_SQL =
+	"INSERT INTO workflows (id, name, status, origin_instance,"
+	" total_steps, created_at, updated_at) VALUES"
+	" ('w1', 'wf', 'RUNNING', 'api', 3, 1, 2),"
+	" ('w2', 'other', 'COMPLETED', 'api', 1, 3, 4);"
+	"INSERT INTO steps (id, workflow_id, position, step_id, task_type,"
+	" provider, config, provider_config, active_provider_capabilities,"
+	" fallback_provider_type, fallback_provider_config,"
+	" fallback_provider_capabilities, dependencies, input_mappings,"
+	" status, task_id, result, error_message, started_at, completed_at,"
+	" retry_count, max_retries, lease_owner, lease_expires_at,"
+	" created_at, updated_at, is_deleted, attempts, provider_used,"
+	" current_provider, provider_retries, on_fallback, job,"
+	" next_attempt_at, first_started_at) VALUES"
+	" ('s1', 'w1', 0, 'generate', 'GENERATION', 'fal', '{\"p\":1}',"
+	"  '{\"k\":2}', '[\"a\"]', 'replicate', '{\"f\":3}', '[\"b\"]', '[]',"
+	"  '[]', 'COMPLETED', 't1', '{\"url\":\"x\"}', NULL, 10, 20, 1, 3,"
+	"  NULL, NULL, 5, 20, 0, '[{\"attempt\":1}]', 'fal', 'fal', 1, 0,"
+	"  NULL, NULL, 10),"
+	" ('s2', 'w1', 1, 'refine', 'REFINE', 'fal', '{}', NULL, NULL, NULL,"
+	"  NULL, NULL, '[\"generate\"]', '[{\"from_step\":\"generate\"}]',"
+	"  'RUNNING', 't2', NULL, NULL, 21, NULL, 0, 0, 'node-a', 99999,"
+	"  5, 21, 0, '[{\"attempt\":1,\"outcome\":\"running\"}]', NULL,"
+	"  'replicate', 0, 1, '{\"id\":\"job-7\"}', 30000, 21),"
+	" ('s3', 'w1', 2, 'export', 'EXPORT', 'fal', '{}', NULL, NULL, NULL,"
+	"  NULL, NULL, '[\"refine\"]', '[]', 'PENDING', NULL, NULL, 'why',"
+	"  NULL, NULL, 0, 2, NULL, NULL, 5, 5, 1, '[]', NULL, NULL, 0, 0,"
+	"  NULL, NULL, NULL),"
+	" ('s4', 'w2', 0, 'only', 'UPSCALE', 'runpod', '{}', NULL, NULL,"
+	"  NULL, NULL, NULL, '[]', '[]', 'FAILED', 't4', NULL, 'boom', 1, 2,"
+	"  0, 0, NULL, NULL, 3, 4, 0, '[]', NULL, NULL, 0, 0, NULL, NULL,"
+	"  1);"
+	/* A gap in the rowids, which the copy must keep. */
+	"DELETE FROM steps WHERE id = 's3';"
+	"INSERT INTO steps (id, workflow_id, position, step_id, task_type,"
+	" provider, status, created_at, updated_at) VALUES"
+	" ('s5', 'w1', 2, 'export', 'EXPORT', 'fal', 'READY', 6, 6);";
+
+static const char *ALL_STEPS = "SELECT rowid, * FROM steps ORDER BY rowid";
+static const char *STEPS_SCHEMA =
+	"SELECT type, name, sql FROM sqlite_schema WHERE tbl_name = 'steps'"
+	" ORDER BY name";
+
+static void test_upgrade_keeps_every_step(void **state)
+{
+	sqlite3 *db = open_db("old.db");
+	struct kiln_err err = {0};
+	char *before, *after, *names;
+
+	(void)state;
+	migrate_until(db, "006");
+	exec_ok(db, STEPS_SQL);
+	before = dump(db, ALL_STEPS);
+	assert_non_null(strstr(before, "s5"));
+
+	assert_int_equal(kiln_migrate(db, &err), KILN_OK);
+	after = dump(db, ALL_STEPS);
+	assert_string_equal(after, before);
+
+	names = dump(db, "SELECT name FROM sqlite_schema WHERE tbl_name ="
+			 " 'steps' AND type = 'index' ORDER BY name");
+	assert_string_equal(names, "sqlite_autoindex_steps_1\n"
+				   "sqlite_autoindex_steps_2\n"
+				   "steps_running\n");
+	free(names);
+	names = dump(db, "SELECT name FROM schema_migrations WHERE name"
+			 " LIKE '006%'");
+	assert_string_equal(names, "006_steps_lean.sql\n");
+	free(names);
+	names = dump(db, "PRAGMA integrity_check");
+	assert_string_equal(names, "ok\n");
+	free(names);
+	names = dump(db, "PRAGMA foreign_key_check");
+	assert_string_equal(names, "");
+	free(names);
+	free(before);
+	free(after);
+	sqlite3_close(db);
+}
+
+static void test_upgraded_schema_is_a_new_one(void **state)
+{
+	sqlite3 *old = open_db("old.db"), *fresh = open_db("new.db");
+	struct kiln_err err = {0};
+	char *a, *b;
+
+	(void)state;
+	migrate_until(old, "006");
+	exec_ok(old, STEPS_SQL);
+	assert_int_equal(kiln_migrate(old, &err), KILN_OK);
+	assert_int_equal(kiln_migrate(fresh, &err), KILN_OK);
+	/* And a second start changes nothing. */
+	assert_int_equal(kiln_migrate(fresh, &err), KILN_OK);
+	a = dump(old, STEPS_SCHEMA);
+	b = dump(fresh, STEPS_SCHEMA);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	sqlite3_close(old);
+	sqlite3_close(fresh);
+}
+
+static int step_status_accepted(sqlite3 *db, const char *status)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "UPDATE steps SET status = '%s'"
+		 " WHERE id = 's2'", status);
+	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+}
+
+static void test_constraints_still_hold(void **state)
+{
+	static const char *const statuses[] = {
+		"PENDING", "READY",   "RUNNING",  "COMPLETED",
+		"FAILED",  "SKIPPED", "CANCELLED"};
+	sqlite3 *db = open_db("old.db");
+	struct kiln_err err = {0};
+	char *left;
+	size_t i;
+
+	(void)state;
+	migrate_until(db, "006");
+	exec_ok(db, STEPS_SQL);
+	assert_int_equal(kiln_migrate(db, &err), KILN_OK);
+
+	for (i = 0; i < sizeof(statuses) / sizeof(*statuses); i++)
+		assert_true(step_status_accepted(db, statuses[i]));
+	assert_false(step_status_accepted(db, "BOGUS"));
+	assert_false(step_status_accepted(db, "running"));
+	assert_false(step_status_accepted(db, ""));
+	/* Two steps at one position of a workflow. */
+	assert_int_not_equal(
+		sqlite3_exec(db,
+			     "INSERT INTO steps (id, workflow_id, position,"
+			     " step_id, task_type, provider, status,"
+			     " created_at, updated_at) VALUES ('s9', 'w1', 0,"
+			     " 'again', 'T', 'p', 'PENDING', 1, 1)",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
+	/* A step of no workflow. */
+	assert_int_not_equal(
+		sqlite3_exec(db,
+			     "INSERT INTO steps (id, workflow_id, position,"
+			     " step_id, task_type, provider, status,"
+			     " created_at, updated_at) VALUES ('s9', 'nope',"
+			     " 0, 'x', 'T', 'p', 'PENDING', 1, 1)",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
+	/* Deleting a workflow still deletes its steps. */
+	exec_ok(db, "DELETE FROM workflows WHERE id = 'w1'");
+	left = dump(db, "SELECT id FROM steps ORDER BY id");
+	assert_string_equal(left, "s4\n");
+	free(left);
+	sqlite3_close(db);
+}
+
+/* The scans of RUNNING steps (start-up, the lease timer) use the index. */
+static void test_running_steps_are_found_by_index(void **state)
+{
+	sqlite3 *db = open_db("new.db");
+	struct kiln_err err = {0};
+	char *plan;
+
+	(void)state;
+	assert_int_equal(kiln_migrate(db, &err), KILN_OK);
+	plan = dump(db, "EXPLAIN QUERY PLAN SELECT id FROM steps WHERE"
+			" status = 'RUNNING' AND (?1 = 0 OR lease_expires_at"
+			" IS NULL OR lease_expires_at < ?2)");
+	assert_non_null(strstr(plan, "steps_running"));
+	free(plan);
+	sqlite3_close(db);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_upgrade_keeps_every_step,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_upgraded_schema_is_a_new_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_constraints_still_hold,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_running_steps_are_found_by_index, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
