@@ -582,6 +582,19 @@ static void test_claims_are_whole_at_commit(void **state)
 	free(id);
 }
 
+/* SQLite keeps no allocation statistics (a process-wide mutex on every
+ * allocation otherwise): the store configures it before SQLite starts. */
+static void test_sqlite_keeps_no_memory_statistics(void **state)
+{
+	char *id;
+
+	(void)state;
+	id = insert(FASHION, "RUNNING", NULL);
+	assert_non_null(id);
+	assert_int_equal(sqlite3_memory_used(), 0);
+	free(id);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -603,6 +616,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_insert_claims_and_renders,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_sqlite_keeps_no_memory_statistics, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
