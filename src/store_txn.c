@@ -17,9 +17,12 @@
  * The shared connection also keeps its page cache warm: with one writer
  * connection per thread, each write re-read the pages the others changed.
  */
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "kiln/log.h"
 #include "kiln/store.h"
@@ -31,8 +34,8 @@
 /* A writer waiting for its group's commit (on its own stack). */
 struct part_wait {
 	struct part_wait *next;
-	int done;
-	int src; /* SQLite's result of the group's COMMIT */
+	int src;  /* SQLite's result of the group's COMMIT */
+	int done; /* futex word: set once src is */
 };
 
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -48,9 +51,6 @@ static int waiting_writers;
 /* Counters for kiln_store_write_stats (atomic: read without the lock). */
 static struct kiln_write_stats stats;
 
-static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
-
 static int writer_exec(struct kiln_store *st, const char *sql)
 {
 	sqlite3_stmt *s = kiln_store_stmt(st, sql, NULL);
@@ -63,24 +63,66 @@ static int writer_exec(struct kiln_store *st, const char *sql)
 	return src == SQLITE_DONE ? SQLITE_OK : src;
 }
 
-/* Wakes the group's sleepers with the result of its COMMIT. */
-static void close_group(int src)
+/*
+ * Each sleeper waits on its own futex word, so the commit wakes exactly
+ * the group's threads that are asleep, each once, and none of them then
+ * contends for a shared lock to leave (a broadcast on one condition
+ * variable woke them all onto its mutex, one after another).
+ * done: PART_PENDING, PART_ASLEEP (its owner is in FUTEX_WAIT or about to
+ * be), PART_DONE.
+ */
+enum { PART_PENDING, PART_ASLEEP, PART_DONE };
+
+static void wait_done(struct part_wait *me)
 {
-	struct part_wait *w;
+	int seen = PART_PENDING;
+
+	if (__atomic_compare_exchange_n(&me->done, &seen, PART_ASLEEP, 0,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		seen = PART_ASLEEP;
+	while (seen != PART_DONE) {
+		syscall(SYS_futex, &me->done, FUTEX_WAIT_PRIVATE, PART_ASLEEP,
+			NULL, NULL, 0);
+		seen = __atomic_load_n(&me->done, __ATOMIC_ACQUIRE);
+	}
+}
+
+/* w may be gone as soon as done is set (its owner saw it without
+ * sleeping); a wake on the address then is at worst a spurious wake-up,
+ * which every futex waiter, wait_done included, checks for. */
+static void wake_done(struct part_wait *w, int src)
+{
+	w->src = src;
+	if (__atomic_exchange_n(&w->done, PART_DONE, __ATOMIC_ACQ_REL) ==
+	    PART_ASLEEP)
+		syscall(SYS_futex, &w->done, FUTEX_WAKE_PRIVATE, 1, NULL,
+			NULL, 0);
+}
+
+/* Closes the group (under writer_lock); returns its sleepers, for
+ * wake_group once the lock is released. */
+static struct part_wait *close_group(void)
+{
+	struct part_wait *sleepers = group_waiters;
 
 	__atomic_add_fetch(&stats.commits, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&stats.parts, (uint64_t)group_parts,
 			   __ATOMIC_RELAXED);
 	group_open = 0;
 	group_parts = 0;
-	pthread_mutex_lock(&done_lock);
-	for (w = group_waiters; w != NULL; w = w->next) {
-		w->src = src;
-		w->done = 1;
-	}
 	group_waiters = NULL;
-	pthread_cond_broadcast(&done_cond);
-	pthread_mutex_unlock(&done_lock);
+	return sleepers;
+}
+
+/* Wakes a closed group's sleepers with the result of its COMMIT. */
+static void wake_group(struct part_wait *w, int src)
+{
+	struct part_wait *next;
+
+	for (; w != NULL; w = next) {
+		next = w->next;
+		wake_done(w, src);
+	}
 }
 
 static enum kiln_rc group_fail(int src, struct kiln_err *err)
@@ -103,7 +145,7 @@ static enum kiln_rc group_fail(int src, struct kiln_err *err)
 static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
 			     struct kiln_err *err)
 {
-	struct part_wait me = {0};
+	struct part_wait me = {0}, *sleepers;
 	int src;
 
 	group_parts++;
@@ -130,10 +172,7 @@ static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
 		me.next = group_waiters;
 		group_waiters = &me;
 		pthread_mutex_unlock(&writer_lock);
-		pthread_mutex_lock(&done_lock);
-		while (!me.done)
-			pthread_cond_wait(&done_cond, &done_lock);
-		pthread_mutex_unlock(&done_lock);
+		wait_done(&me);
 		if (mine != KILN_OK)
 			return mine;
 		return me.src == SQLITE_OK ? KILN_OK : group_fail(me.src, err);
@@ -142,10 +181,11 @@ static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
 		if (src != SQLITE_OK && !sqlite3_get_autocommit(writer.db))
 			sqlite3_exec(writer.db, "ROLLBACK", NULL, NULL, NULL);
 	}
-	close_group(src);
+	sleepers = close_group();
 	st->cur = &st->own;
 	st->holds_writer = 0;
 	pthread_mutex_unlock(&writer_lock);
+	wake_group(sleepers, src);
 	if (mine != KILN_OK)
 		return mine;
 	return src == SQLITE_OK ? KILN_OK : group_fail(src, err);
