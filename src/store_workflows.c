@@ -348,12 +348,13 @@ static int is_first_step(const json_t *step)
 	return json_array_size(json_object_get(step, "depends_on")) == 0;
 }
 
-/* The insert at now.  Of a RUNNING workflow, with who and claims, the
- * first steps (no dependencies) are inserted claimed, their whole claims
- * appended to claims: the advance at creation, without reading back
- * what was just written. */
+/* The insert at now.  Of a RUNNING workflow, with who and task_ids, the
+ * first steps (no dependencies) are inserted claimed, and task_ids gets
+ * each step's attempt id (null for a step not claimed), for
+ * claims_of_new: the advance at creation, without reading back what was
+ * just written. */
 static enum kiln_rc insert_at(struct kiln_store *st, const json_t *wf,
-			      const struct kiln_claimer *who, json_t *claims,
+			      const struct kiln_claimer *who, json_t *task_ids,
 			      int64_t now, struct kiln_err *err)
 {
 	const char *id = json_string_value(json_object_get(wf, "id"));
@@ -363,7 +364,7 @@ static enum kiln_rc insert_at(struct kiln_store *st, const json_t *wf,
 	json_t *version = json_object_get(wf, "template_version");
 	sqlite3_stmt *s = kiln_store_stmt(st, SQL_INSERT_WF, err);
 	int running = strcmp(status, "RUNNING") == 0;
-	int claim = running && who != NULL && claims != NULL;
+	int claim = running && who != NULL && task_ids != NULL;
 	enum kiln_rc rc = KILN_OK;
 	size_t i;
 	int src;
@@ -403,6 +404,8 @@ static enum kiln_rc insert_at(struct kiln_store *st, const json_t *wf,
 
 		if (!claim || !is_first_step(step)) {
 			rc = insert_step(st, id, i, step, now, NULL, err);
+			if (task_ids != NULL)
+				json_array_append_new(task_ids, json_null());
 			continue;
 		}
 		kiln_uuid_new(c.task_id);
@@ -411,15 +414,32 @@ static enum kiln_rc insert_at(struct kiln_store *st, const json_t *wf,
 			now);
 		rc = insert_step(st, id, i, step, now, &c, err);
 		json_decref(c.attempts);
-		if (rc == KILN_OK)
+		json_array_append_new(task_ids, json_string(c.task_id));
+	}
+	return rc;
+}
+
+/* Appends to claims the whole claim of each step insert_at(wf, now)
+ * inserted claimed, from what it wrote: nothing here needs the writer. */
+static void claims_of_new(const json_t *wf, const json_t *task_ids,
+			  int64_t now, json_t *claims)
+{
+	const char *id = json_string_value(json_object_get(wf, "id"));
+	json_t *steps = json_object_get(wf, "steps");
+	size_t i;
+
+	for (i = 0; i < json_array_size(task_ids); i++) {
+		const char *task_id =
+			json_string_value(json_array_get(task_ids, i));
+
+		if (task_id != NULL)
 			json_array_append_new(
 				claims,
 				kiln_claim_of_new_step(
-					id, step,
+					id, json_array_get(steps, i),
 					json_object_get(wf, "run_inputs"),
-					c.task_id, now));
+					task_id, now));
 	}
-	return rc;
 }
 
 enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
@@ -428,7 +448,14 @@ enum kiln_rc kiln_store_insert_workflow_locked(struct kiln_store *st,
 					       json_t *claims,
 					       struct kiln_err *err)
 {
-	return insert_at(st, wf, who, claims, kiln_now_ms(), err);
+	json_t *task_ids = claims ? json_array() : NULL;
+	int64_t now = kiln_now_ms();
+	enum kiln_rc rc = insert_at(st, wf, who, task_ids, now, err);
+
+	if (rc == KILN_OK && claims != NULL)
+		claims_of_new(wf, task_ids, now, claims);
+	json_decref(task_ids);
+	return rc;
 }
 
 /* The claim in claims of the step with this uuid, NULL if none. */
@@ -599,7 +626,7 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 					json_t **claims, json_t **rendered,
 					struct kiln_err *err)
 {
-	json_t *claimed = json_array();
+	json_t *task_ids = json_array(), *claimed;
 	int64_t now = kiln_now_ms();
 	enum kiln_rc rc;
 
@@ -609,20 +636,23 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		*rendered = NULL;
 	rc = kiln_store_begin(st, err);
 	if (rc != KILN_OK) {
-		json_decref(claimed);
+		json_decref(task_ids);
 		return rc;
 	}
-	rc = insert_at(st, wf, claims ? who : NULL, claimed, now, err);
+	rc = insert_at(st, wf, claims ? who : NULL, task_ids, now, err);
 	if (rc == KILN_OK)
 		rc = kiln_store_commit(st, err);
 	else
 		kiln_store_rollback(st);
 	if (rc != KILN_OK) {
-		json_decref(claimed);
+		json_decref(task_ids);
 		return rc;
 	}
 	/* Nothing has run yet (the claims are the caller's to start), so
 	 * what was written is what a read would find. */
+	claimed = json_array();
+	claims_of_new(wf, task_ids, now, claimed);
+	json_decref(task_ids);
 	if (rendered != NULL)
 		*rendered = render_new_workflow(wf, claimed, now);
 	if (claims != NULL)
