@@ -343,33 +343,68 @@ static void queue_run(struct run *r, kiln_job_fn fn)
 
 /* ---- the end of a step ---------------------------------------------- */
 
+/* A step's end is committed (or lost): starts what it lets run. */
+struct finished {
+	struct kiln_engine *e;
+	char uuid[KILN_UUID_LEN];
+	int ok;
+};
+
+static void on_finished(void *ctx, enum kiln_rc rc, json_t *claims)
+{
+	struct finished *f = ctx;
+
+	if (rc != KILN_OK) {
+		/* The step is still RUNNING in the store; its lease expires
+		 * and it is taken over again. */
+		kiln_log(KILN_LOG_ERROR, "finish %s: not committed", f->uuid);
+		json_decref(claims);
+	} else {
+		kiln_log(KILN_LOG_DEBUG, "step %s %s", f->uuid,
+			 f->ok ? "completed" : "failed");
+		kiln_engine_start_claimed(f->e, claims);
+	}
+	free(f);
+}
+
+/*
+ * Records the step's end; a success claims the steps it lets run in the
+ * same transaction.  This thread does not wait for the commit: it goes
+ * on to the next job while on_finished waits in the group, which is
+ * committed once the pool runs dry (or by a writer that finds nobody
+ * behind it), so one COMMIT serves many step ends.
+ */
 static void finish(struct run *r, const json_t *result,
 		   const struct kiln_attempt_end *end)
 {
 	struct kiln_claimer who = kiln_engine_claimer(r->e);
 	struct kiln_err err = {0};
 	struct kiln_store *st = store();
-	json_t *claims = NULL;
+	struct finished *f;
+	struct kiln_then then;
 	enum kiln_rc rc;
 
 	if (st == NULL)
 		return;
-	/* A success claims the steps it lets run in the same transaction. */
-	rc = kiln_store_finish_step(st, r->uuid, r->task_id, result, end,
-				    &who, &claims, &err);
-	if (rc == KILN_ECONFLICT) {
+	f = malloc(sizeof(*f));
+	if (f == NULL)
+		return; /* the lease expires and the step is taken over */
+	f->e = r->e;
+	kiln_strlcpy(f->uuid, r->uuid, sizeof(f->uuid));
+	f->ok = result != NULL;
+	then = (struct kiln_then){on_finished, f,
+				  kiln_pool_queued(r->e->pool) > 0};
+	rc = kiln_store_finish_step_then(st, r->uuid, r->task_id, result, end,
+					 &who, &then, &err);
+	if (rc == KILN_OK)
+		return; /* f is on_finished's */
+	free(f);
+	if (rc == KILN_ECONFLICT)
 		kiln_log(KILN_LOG_DEBUG, "dropping stale answer: %s", err.msg);
-		return;
-	}
-	if (rc != KILN_OK) {
+	else
 		/* The step stays RUNNING; its lease expires and it is taken
 		 * over again. */
 		kiln_log(KILN_LOG_ERROR, "finish %s: %s", r->uuid, err.msg);
-		return;
-	}
-	kiln_log(KILN_LOG_DEBUG, "step %s %s", r->uuid,
-		 result ? "completed" : "failed");
-	kiln_engine_start_claimed(r->e, claims);
 }
 
 static void finish_failed(struct run *r, const char *outcome,

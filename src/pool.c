@@ -35,6 +35,7 @@ static void *worker_main(void *p)
 
 	for (;;) {
 		struct job *j;
+		int dry;
 
 		pthread_mutex_lock(&pool->lock);
 		while (pool->head == NULL && !pool->stopping)
@@ -47,7 +48,7 @@ static void *worker_main(void *p)
 		pool->head = j->next;
 		if (pool->head == NULL)
 			pool->tail = NULL;
-		pool->queued--;
+		__atomic_sub_fetch(&pool->queued, 1, __ATOMIC_RELAXED);
 		pool->running++;
 		pthread_mutex_unlock(&pool->lock);
 
@@ -56,8 +57,14 @@ static void *worker_main(void *p)
 
 		pthread_mutex_lock(&pool->lock);
 		pool->running--;
+		dry = pool->head == NULL;
 		pthread_mutex_unlock(&pool->lock);
+		/* Writes left uncommitted for the jobs that were queued
+		 * (kiln_store_commit_then) wait for nobody else now. */
+		if (dry)
+			kiln_store_flush();
 	}
+	kiln_store_flush();
 	kiln_store_thread_release();
 	return NULL;
 }
@@ -114,10 +121,16 @@ int kiln_pool_submit(struct kiln_pool *pool, kiln_job_fn fn,
 	else
 		pool->head = j;
 	pool->tail = j;
-	pool->queued++;
+	__atomic_add_fetch(&pool->queued, 1, __ATOMIC_RELAXED);
 	pthread_cond_signal(&pool->wake);
 	pthread_mutex_unlock(&pool->lock);
 	return 0;
+}
+
+size_t kiln_pool_queued(struct kiln_pool *pool)
+{
+	/* A glance, not a promise: read without the lock. */
+	return __atomic_load_n(&pool->queued, __ATOMIC_RELAXED);
 }
 
 size_t kiln_pool_pending(struct kiln_pool *pool)

@@ -375,7 +375,7 @@ void kiln_store_on_delivery(void (*fn)(void *ctx), void *ctx)
 
 void kiln_store_mark_delivery_queued(struct kiln_store *st)
 {
-	st->queued_delivery = 1;
+	st->marks.queued_delivery = 1;
 }
 
 /* A one-row, one-column integer query bound with batch id ?1 and an
@@ -418,41 +418,58 @@ void kiln_store_on_batch_change(void (*fn)(void *ctx), void *ctx)
 
 void kiln_store_mark_workflow_ended(struct kiln_store *st, const char *wf_id)
 {
-	if (st->n_ended < KILN_STORE_ENDED_MAX)
-		kiln_strlcpy(st->ended[st->n_ended++], wf_id, KILN_UUID_LEN);
+	struct kiln_write_marks *m = &st->marks;
+
+	if (m->n_ended < KILN_STORE_ENDED_MAX)
+		kiln_strlcpy(m->ended[m->n_ended++], wf_id, KILN_UUID_LEN);
 	else
-		st->ended_overflow = 1;
+		m->ended_overflow = 1;
 }
 
 void kiln_store_mark_batches_changed(struct kiln_store *st)
 {
-	st->batches_changed = 1;
+	st->marks.batches_changed = 1;
+}
+
+void kiln_store_tell_marks(const struct kiln_write_marks *m)
+{
+	size_t i;
+
+	if (m->queued_delivery && delivery_hook != NULL)
+		delivery_hook(delivery_hook_ctx);
+	if (ended_hook != NULL) {
+		for (i = 0; i < m->n_ended; i++)
+			ended_hook(ended_hook_ctx, m->ended[i]);
+		if (m->ended_overflow)
+			ended_hook(ended_hook_ctx, NULL);
+	}
+	if (m->batches_changed && batch_hook != NULL)
+		batch_hook(batch_hook_ctx);
+}
+
+void kiln_store_take_marks(struct kiln_store *st, struct kiln_write_marks *m)
+{
+	struct kiln_write_marks *mine = &st->marks;
+
+	/* Only the ids in use are copied: this runs after every write. */
+	m->queued_delivery = mine->queued_delivery;
+	m->n_ended = mine->n_ended;
+	m->ended_overflow = mine->ended_overflow;
+	m->batches_changed = mine->batches_changed;
+	memcpy(m->ended, mine->ended, mine->n_ended * sizeof(m->ended[0]));
+	mine->queued_delivery = 0;
+	mine->n_ended = 0;
+	mine->ended_overflow = 0;
+	mine->batches_changed = 0;
 }
 
 void kiln_store_after_write(struct kiln_store *st, int committed)
 {
-	char ended[KILN_STORE_ENDED_MAX][KILN_UUID_LEN];
-	size_t i, n_ended = st->n_ended;
-	int queued = st->queued_delivery, batches = st->batches_changed;
-	int overflow = st->ended_overflow;
+	struct kiln_write_marks m;
 
-	/* Forgotten first: a hook may read the store on this thread. */
-	memcpy(ended, st->ended, n_ended * sizeof(ended[0]));
-	st->queued_delivery = 0;
-	st->batches_changed = 0;
-	st->n_ended = 0;
-	st->ended_overflow = 0;
-	if (!committed)
-		return;
+	/* Forgotten first: a hook may write the store on this thread. */
+	kiln_store_take_marks(st, &m);
 	/* Told only once the rows are committed, so they find them. */
-	if (queued && delivery_hook != NULL)
-		delivery_hook(delivery_hook_ctx);
-	if (ended_hook != NULL) {
-		for (i = 0; i < n_ended; i++)
-			ended_hook(ended_hook_ctx, ended[i]);
-		if (overflow)
-			ended_hook(ended_hook_ctx, NULL);
-	}
-	if (batches && batch_hook != NULL)
-		batch_hook(batch_hook_ctx);
+	if (committed)
+		kiln_store_tell_marks(&m);
 }

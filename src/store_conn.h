@@ -26,19 +26,24 @@ struct kiln_conn {
 	size_t n_stmts;
 };
 
+/* What a write did that others hear of once it is committed. */
+struct kiln_write_marks {
+	int queued_delivery; /* queued a webhook delivery */
+	/* Workflows it ended (for waiting runs), and whether it changed
+	 * what batches may start. */
+	char ended[KILN_STORE_ENDED_MAX][KILN_UUID_LEN];
+	size_t n_ended;
+	int ended_overflow;
+	int batches_changed;
+};
+
 struct kiln_store {
 	struct kiln_conn own; /* this thread's connection, for reads */
 	/* Where statements run: own, or the writer connection while this
 	 * thread is inside kiln_store_begin .. commit/rollback. */
 	struct kiln_conn *cur;
 	int holds_writer;
-	int queued_delivery; /* this transaction queued a webhook delivery */
-	/* Workflows this transaction ended (for waiting runs), and whether
-	 * it changed what batches may start. */
-	char ended[KILN_STORE_ENDED_MAX][KILN_UUID_LEN];
-	size_t n_ended;
-	int ended_overflow;
-	int batches_changed;
+	struct kiln_write_marks marks; /* of the write under way */
 };
 
 /* Opens path configured as every connection is (WAL, foreign keys...). */
@@ -50,6 +55,11 @@ const char *kiln_store_path(void);
 /* After this thread's part of a write ended: tells the hooks what it did
  * when committed is true, and forgets it either way. */
 void kiln_store_after_write(struct kiln_store *st, int committed);
+/* Moves what this thread's write did out of its handle into m. */
+void kiln_store_take_marks(struct kiln_store *st, struct kiln_write_marks *m);
+/* Tells the hooks what a committed write did (marks taken from its
+ * store handle when its part ended). */
+void kiln_store_tell_marks(const struct kiln_write_marks *m);
 /* Closes the shared writer connection (no write may be running). */
 void kiln_store_writer_close(void);
 

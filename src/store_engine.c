@@ -553,12 +553,14 @@ static void bind_end(sqlite3_stmt *s, int64_t now,
 	kiln_bind_cstr(s, 10, end->error);
 }
 
-enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
-				    const char *step_uuid, const char *task_id,
-				    const json_t *result,
-				    const struct kiln_attempt_end *end,
-				    const struct kiln_claimer *who,
-				    json_t **claims, struct kiln_err *err)
+/* kiln_store_finish_step, or with then kiln_store_finish_step_then (the
+ * claims then go to then->fn). */
+static enum kiln_rc finish_step(struct kiln_store *st, const char *step_uuid,
+				const char *task_id, const json_t *result,
+				const struct kiln_attempt_end *end,
+				const struct kiln_claimer *who, json_t **claims,
+				const struct kiln_then *then,
+				struct kiln_err *err)
 {
 	static const char sql_finish[] =
 		"UPDATE steps SET status = ?3, result = ?4, error_message = ?5,"
@@ -692,7 +694,13 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 	}
 	if (rc != KILN_OK)
 		goto fail;
-	rc = kiln_store_commit(st, err);
+	if (then != NULL) {
+		rc = kiln_store_commit_then(st, then, *claims, err);
+		if (rc == KILN_OK)
+			*claims = NULL; /* then->fn's now */
+	} else {
+		rc = kiln_store_commit(st, err);
+	}
 	if (rc != KILN_OK)
 		goto fail;
 	free(wf_error);
@@ -705,6 +713,32 @@ fail:
 		*claims = NULL;
 	}
 	return rc;
+}
+
+enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
+				    const char *step_uuid, const char *task_id,
+				    const json_t *result,
+				    const struct kiln_attempt_end *end,
+				    const struct kiln_claimer *who,
+				    json_t **claims, struct kiln_err *err)
+{
+	return finish_step(st, step_uuid, task_id, result, end, who, claims,
+			   NULL, err);
+}
+
+enum kiln_rc kiln_store_finish_step_then(struct kiln_store *st,
+					 const char *step_uuid,
+					 const char *task_id,
+					 const json_t *result,
+					 const struct kiln_attempt_end *end,
+					 const struct kiln_claimer *who,
+					 const struct kiln_then *then,
+					 struct kiln_err *err)
+{
+	json_t *claims = NULL;
+
+	return finish_step(st, step_uuid, task_id, result, end, who, &claims,
+			   then, err);
 }
 
 /* ---- recovery -------------------------------------------------------- */

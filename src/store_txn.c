@@ -20,6 +20,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -30,6 +31,14 @@
 
 #define GROUP_MAX 64
 #define GROUP_MAX_MS 10
+
+/* A write whose writer carried on: what to do once its group commits. */
+struct after_commit {
+	struct after_commit *next;
+	struct kiln_then then;
+	json_t *out;
+	struct kiln_write_marks marks;
+};
 
 /* A writer waiting for its group's commit (on its own stack). */
 struct part_wait {
@@ -46,6 +55,10 @@ static int group_open;
 static int group_parts;
 static int64_t group_started_ms;
 static struct part_wait *group_waiters;
+static struct after_commit *group_after, **group_after_end = &group_after;
+/* Set while the open group holds a write nobody waits for, so that an
+ * idle thread's kiln_store_flush takes the lock only when it must. */
+static int group_unattended;
 /* Threads blocked on writer_lock in kiln_store_begin (atomic). */
 static int waiting_writers;
 /* Counters for kiln_store_write_stats (atomic: read without the lock). */
@@ -100,10 +113,16 @@ static void wake_done(struct part_wait *w, int src)
 }
 
 /* Closes the group (under writer_lock); returns its sleepers, for
- * wake_group once the lock is released. */
-static struct part_wait *close_group(void)
+ * wake_group once the lock is released, and its writes whose writers
+ * carried on (*after), for run_after. */
+static struct part_wait *close_group(struct after_commit **after)
 {
 	struct part_wait *sleepers = group_waiters;
+
+	*after = group_after;
+	group_after = NULL;
+	group_after_end = &group_after;
+	__atomic_store_n(&group_unattended, 0, __ATOMIC_RELAXED);
 
 	__atomic_add_fetch(&stats.commits, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&stats.parts, (uint64_t)group_parts,
@@ -123,6 +142,64 @@ static void wake_group(struct part_wait *w, int src)
 		next = w->next;
 		wake_done(w, src);
 	}
+}
+
+static enum kiln_rc group_fail(int src, struct kiln_err *err);
+
+/* Tells each carried-on write of a closed group how its COMMIT went. */
+static void run_after(struct after_commit *a, int src)
+{
+	struct after_commit *next;
+	enum kiln_rc rc = KILN_OK;
+
+	if (src != SQLITE_OK) {
+		struct kiln_err err = {0};
+
+		rc = group_fail(src, &err);
+		kiln_log(KILN_LOG_ERROR, "%s", err.msg);
+	}
+	for (; a != NULL; a = next) {
+		next = a->next;
+		if (rc == KILN_OK)
+			kiln_store_tell_marks(&a->marks);
+		a->then.fn(a->then.ctx, rc, a->out);
+		free(a);
+	}
+}
+
+/* Commits the open group (or finds it lost to an error that rolled it
+ * all back), releases writer_lock, then tells every part: sleepers are
+ * woken, carried-on writes run their fn.  Returns the COMMIT's result. */
+static int commit_group(struct kiln_store *st)
+{
+	struct part_wait *sleepers;
+	struct after_commit *after;
+	int src;
+
+	if (sqlite3_get_autocommit(writer.db)) {
+		src = SQLITE_ABORT;
+	} else {
+		src = writer_exec(st, "COMMIT");
+		if (src != SQLITE_OK && !sqlite3_get_autocommit(writer.db))
+			sqlite3_exec(writer.db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	sleepers = close_group(&after);
+	st->cur = &st->own;
+	st->holds_writer = 0;
+	pthread_mutex_unlock(&writer_lock);
+	wake_group(sleepers, src);
+	run_after(after, src);
+	return src;
+}
+
+/* Whether the part that just ended may leave the group open: someone
+ * else will come and commit it, soon. */
+static int may_defer(int more_coming)
+{
+	return (more_coming ||
+		__atomic_load_n(&waiting_writers, __ATOMIC_SEQ_CST) > 0) &&
+	       group_parts < GROUP_MAX &&
+	       kiln_now_ms() - group_started_ms < GROUP_MAX_MS;
 }
 
 static enum kiln_rc group_fail(int src, struct kiln_err *err)
@@ -145,17 +222,13 @@ static enum kiln_rc group_fail(int src, struct kiln_err *err)
 static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
 			     struct kiln_err *err)
 {
-	struct part_wait me = {0}, *sleepers;
+	struct part_wait me = {0};
 	int src;
 
 	group_parts++;
-	if (sqlite3_get_autocommit(writer.db)) {
-		/* An error (I/O, out of memory) rolled the whole transaction
-		 * back: every part of the group is lost. */
-		src = SQLITE_ABORT;
-	} else if (__atomic_load_n(&waiting_writers, __ATOMIC_SEQ_CST) > 0 &&
-		   group_parts < GROUP_MAX &&
-		   kiln_now_ms() - group_started_ms < GROUP_MAX_MS) {
+	/* After an error (I/O, out of memory) that rolled the whole
+	 * transaction back, commit_group finds every part lost. */
+	if (!sqlite3_get_autocommit(writer.db) && may_defer(0)) {
 		__atomic_add_fetch(&stats.deferred, 1, __ATOMIC_RELAXED);
 		st->cur = &st->own;
 		st->holds_writer = 0;
@@ -176,16 +249,8 @@ static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
 		if (mine != KILN_OK)
 			return mine;
 		return me.src == SQLITE_OK ? KILN_OK : group_fail(me.src, err);
-	} else {
-		src = writer_exec(st, "COMMIT");
-		if (src != SQLITE_OK && !sqlite3_get_autocommit(writer.db))
-			sqlite3_exec(writer.db, "ROLLBACK", NULL, NULL, NULL);
 	}
-	sleepers = close_group();
-	st->cur = &st->own;
-	st->holds_writer = 0;
-	pthread_mutex_unlock(&writer_lock);
-	wake_group(sleepers, src);
+	src = commit_group(st);
 	if (mine != KILN_OK)
 		return mine;
 	return src == SQLITE_OK ? KILN_OK : group_fail(src, err);
@@ -280,6 +345,69 @@ enum kiln_rc kiln_store_commit(struct kiln_store *st, struct kiln_err *err)
 	return rc;
 }
 
+enum kiln_rc kiln_store_commit_then(struct kiln_store *st,
+				    const struct kiln_then *then, json_t *out,
+				    struct kiln_err *err)
+{
+	struct after_commit *a;
+	int src;
+
+	if (!st->holds_writer)
+		return kiln_err_set(err, KILN_EIO, "",
+				    "store error: commit without a write");
+	a = malloc(sizeof(*a));
+	if (a == NULL) {
+		kiln_store_rollback(st);
+		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
+	}
+	src = writer_exec(st, "RELEASE part");
+	if (src != SQLITE_OK) {
+		enum kiln_rc rc = kiln_store_fail(st, src, err);
+
+		free(a);
+		undo_part(st);
+		rc = end_part(st, rc, err);
+		kiln_store_after_write(st, 0);
+		return rc;
+	}
+	a->next = NULL;
+	a->then = *then;
+	a->out = out;
+	kiln_store_take_marks(st, &a->marks);
+	*group_after_end = a;
+	group_after_end = &a->next;
+	group_parts++;
+	if (!sqlite3_get_autocommit(writer.db) && may_defer(then->more_coming)) {
+		__atomic_add_fetch(&stats.deferred, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&group_unattended, 1, __ATOMIC_RELAXED);
+		st->cur = &st->own;
+		st->holds_writer = 0;
+		pthread_mutex_unlock(&writer_lock);
+		return KILN_OK;
+	}
+	(void)commit_group(st);
+	return KILN_OK;
+}
+
+void kiln_store_flush(void)
+{
+	struct kiln_store *st;
+
+	if (!__atomic_load_n(&group_unattended, __ATOMIC_RELAXED))
+		return;
+	st = kiln_store_thread(NULL);
+	if (st == NULL || st->holds_writer)
+		return;
+	pthread_mutex_lock(&writer_lock);
+	if (!group_open || group_after == NULL) {
+		pthread_mutex_unlock(&writer_lock);
+		return;
+	}
+	st->cur = &writer;
+	st->holds_writer = 1;
+	(void)commit_group(st);
+}
+
 void kiln_store_rollback(struct kiln_store *st)
 {
 	if (st->holds_writer) {
@@ -294,6 +422,14 @@ void kiln_store_rollback(struct kiln_store *st)
 
 void kiln_store_writer_close(void)
 {
+	struct kiln_write_stats w;
+
+	kiln_store_write_stats(&w);
+	if (w.commits > 0)
+		kiln_log(KILN_LOG_INFO,
+			 "store: %llu writes committed in %llu groups",
+			 (unsigned long long)w.parts,
+			 (unsigned long long)w.commits);
 	pthread_mutex_lock(&writer_lock);
 	if (writer_open)
 		kiln_conn_close(&writer);

@@ -27,6 +27,10 @@ int kiln_pool_submit(struct kiln_pool *pool, kiln_job_fn fn,
 /* Number of jobs queued and running (for tests and /readyz-style stats). */
 size_t kiln_pool_pending(struct kiln_pool *pool);
 
+/* Jobs queued and not yet taken by a worker, read without waiting for
+ * the queue's lock (it may change at once). */
+size_t kiln_pool_queued(struct kiln_pool *pool);
+
 /* Stops accepting jobs, lets the running ones finish, drops the queued
  * ones (calling each one's drop), joins the threads and frees the pool.
  * NULL is a no-op. */

@@ -204,6 +204,19 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 				    const struct kiln_claimer *who,
 				    json_t **claims, struct kiln_err *err)
 	KILN_WARN_UNUSED;
+/* The same without waiting for the commit (kiln_store_commit_then):
+ * KILN_OK means then->fn will be called with the claims (an array, or
+ * NULL after a failure), once the step's end is committed. */
+struct kiln_then;
+enum kiln_rc kiln_store_finish_step_then(struct kiln_store *st,
+					 const char *step_uuid,
+					 const char *task_id,
+					 const json_t *result,
+					 const struct kiln_attempt_end *end,
+					 const struct kiln_claimer *who,
+					 const struct kiln_then *then,
+					 struct kiln_err *err)
+	KILN_WARN_UNUSED;
 
 /* ---- attempts (store_attempts.c) ------------------------------------ */
 
@@ -644,6 +657,30 @@ struct kiln_write_stats {
 	uint64_t commits, parts, deferred, waiting;
 };
 void kiln_store_write_stats(struct kiln_write_stats *out);
+
+/* For writers that need not wait for their commit: fn(ctx, rc, out) runs
+ * once the group holding the write is committed (rc KILN_OK) or lost,
+ * on whichever thread commits it, possibly before the write's function
+ * returns.  out is the write's own output, owned by fn.  more_coming:
+ * the caller has more writes queued at once, so the group is left open
+ * for them; whoever then runs out of work calls kiln_store_flush. */
+typedef void (*kiln_committed_fn)(void *ctx, enum kiln_rc rc, json_t *out);
+struct kiln_then {
+	kiln_committed_fn fn;
+	void *ctx;
+	int more_coming;
+};
+/* Ends this thread's part like kiln_store_commit without waiting for the
+ * group's COMMIT.  KILN_OK: then->fn will be called exactly once, with
+ * out.  Otherwise the part is undone, fn is never called and the caller
+ * keeps out. */
+enum kiln_rc kiln_store_commit_then(struct kiln_store *st,
+				    const struct kiln_then *then, json_t *out,
+				    struct kiln_err *err) KILN_WARN_UNUSED;
+/* Commits a group left open by kiln_store_commit_then's more_coming (and
+ * runs its writers' fn) on this thread; nothing when there is none.
+ * Cheap when there is none: the pool calls it whenever it runs dry. */
+void kiln_store_flush(void);
 /* A read transaction (a consistent snapshot for several queries); end it
  * with kiln_store_rollback. */
 enum kiln_rc kiln_store_begin_read(struct kiln_store *st,

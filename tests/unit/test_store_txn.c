@@ -5,6 +5,9 @@
  * that fails is undone without undoing the group, and returns after the
  * group's commit if it could have read the group's work; the hooks run
  * after the group's commit; many threads writing at once lose nothing.
+ * Writes that do not wait (kiln_store_commit_then) run their fn once
+ * their group commits: at once when alone, at kiln_store_flush, at the
+ * next waiting writer's commit, or when the pool runs dry.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kiln/pool.h"
 #include "kiln/store.h"
 
 #define SQL_INSERT "INSERT INTO scratch (k, v) VALUES (?1, ?2)"
@@ -424,6 +428,200 @@ static void test_many_writers_lose_nothing(void **state)
 	       (unsigned long)(after.deferred - before.deferred));
 }
 
+/* ---- writes that do not wait for their commit ------------------------ */
+
+#define MAX_CALLS 8
+static int n_calls;
+static long call_tag[MAX_CALLS];
+static enum kiln_rc call_rc[MAX_CALLS];
+static int64_t call_saw[MAX_CALLS]; /* rows k >= 200 committed then */
+static int n_ended_told;
+static char ended_told[64];
+
+static void on_then_ended(void *ctx, const char *wf_id)
+{
+	(void)ctx;
+	n_ended_told++;
+	snprintf(ended_told, sizeof(ended_told), "%s", wf_id);
+}
+
+/* fn of the writes below: out is {"tag": n}, owned here. */
+static void on_committed(void *ctx, enum kiln_rc rc, json_t *out)
+{
+	pthread_mutex_lock(&step_lock);
+	assert_true(n_calls < MAX_CALLS);
+	assert_ptr_equal(ctx, &n_calls);
+	call_tag[n_calls] = (long)json_integer_value(json_object_get(out,
+								      "tag"));
+	call_rc[n_calls] = rc;
+	call_saw[n_calls] = count_where("k >= 200");
+	n_calls++;
+	pthread_cond_broadcast(&step_cond);
+	pthread_mutex_unlock(&step_lock);
+	json_decref(out);
+}
+
+/* One row k in a part ended by kiln_store_commit_then. */
+static enum kiln_rc write_then(int64_t k, int more_coming, const char *ended)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_then then = {on_committed, &n_calls, more_coming};
+	struct kiln_err err = {0};
+	json_t *out = json_pack("{sI}", "tag", (json_int_t)k);
+	enum kiln_rc rc;
+
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	assert_int_equal(insert_row(st, k, "then"), SQLITE_DONE);
+	if (ended != NULL)
+		kiln_store_mark_workflow_ended(st, ended);
+	rc = kiln_store_commit_then(st, &then, out, &err);
+	if (rc != KILN_OK)
+		json_decref(out);
+	return rc;
+}
+
+static void reset_calls(void)
+{
+	n_calls = 0;
+	n_ended_told = 0;
+	ended_told[0] = '\0';
+	kiln_store_on_workflow_end(on_then_ended, NULL);
+}
+
+static void test_then_alone_runs_at_once(void **state)
+{
+	struct kiln_write_stats before, after;
+
+	(void)state;
+	reset_calls();
+	kiln_store_write_stats(&before);
+	/* Nobody else writing, nothing more coming: committed before the
+	 * call returns, and fn has run, after the hooks, seeing the row. */
+	assert_int_equal(write_then(200, 0, "wf-200"), KILN_OK);
+	assert_int_equal(n_calls, 1);
+	assert_int_equal(call_tag[0], 200);
+	assert_int_equal(call_rc[0], KILN_OK);
+	assert_int_equal(call_saw[0], 1);
+	assert_int_equal(n_ended_told, 1);
+	assert_string_equal(ended_told, "wf-200");
+	kiln_store_write_stats(&after);
+	assert_int_equal(after.commits - before.commits, 1);
+
+	/* A commit without a write is refused and fn never runs. */
+	{
+		struct kiln_then then = {on_committed, &n_calls, 0};
+		struct kiln_err err = {0};
+
+		assert_int_equal(kiln_store_commit_then(kiln_store_thread(NULL),
+							&then, NULL, &err),
+				 KILN_EIO);
+		assert_int_equal(n_calls, 1);
+	}
+	kiln_store_on_workflow_end(NULL, NULL);
+}
+
+static void test_then_more_coming_waits_for_flush(void **state)
+{
+	struct kiln_write_stats before, mid, after;
+
+	(void)state;
+	reset_calls();
+	kiln_store_write_stats(&before);
+	assert_int_equal(write_then(300, 1, "wf-300"), KILN_OK);
+	assert_int_equal(write_then(301, 1, NULL), KILN_OK);
+	/* Both parts are in one open group: not committed, nobody told. */
+	kiln_store_write_stats(&mid);
+	assert_int_equal(mid.commits - before.commits, 0);
+	assert_int_equal(mid.deferred - before.deferred, 2);
+	assert_int_equal(n_calls, 0);
+	assert_int_equal(n_ended_told, 0);
+	assert_int_equal(count_where("k >= 300"), 0);
+
+	kiln_store_flush();
+	kiln_store_write_stats(&after);
+	assert_int_equal(after.commits - mid.commits, 1);
+	assert_int_equal(after.parts - before.parts, 2);
+	assert_int_equal(n_calls, 2);
+	/* In the order written, each seeing both rows committed. */
+	assert_int_equal(call_tag[0], 300);
+	assert_int_equal(call_tag[1], 301);
+	assert_int_equal(call_rc[0], KILN_OK);
+	assert_int_equal(call_rc[1], KILN_OK);
+	assert_int_equal(call_saw[0], 2);
+	assert_int_equal(n_ended_told, 1);
+	assert_string_equal(ended_told, "wf-300");
+
+	/* Nothing left open: a second flush commits nothing. */
+	kiln_store_flush();
+	kiln_store_write_stats(&before);
+	assert_int_equal(before.commits, after.commits);
+	kiln_store_on_workflow_end(NULL, NULL);
+}
+
+static void test_waiting_writer_commits_carried_on_parts(void **state)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_write_stats before, after;
+	struct kiln_err err = {0};
+
+	(void)state;
+	reset_calls();
+	kiln_store_write_stats(&before);
+	assert_int_equal(write_then(400, 1, NULL), KILN_OK);
+	assert_int_equal(n_calls, 0);
+	/* A writer that waits for its commit commits the open group, and
+	 * the carried-on write's fn has run by the time it returns. */
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	assert_int_equal(insert_row(st, 401, "sync"), SQLITE_DONE);
+	assert_int_equal(kiln_store_commit(st, &err), KILN_OK);
+	kiln_store_write_stats(&after);
+	assert_int_equal(after.commits - before.commits, 1);
+	assert_int_equal(after.parts - before.parts, 2);
+	assert_int_equal(n_calls, 1);
+	assert_int_equal(call_tag[0], 400);
+	assert_int_equal(call_saw[0], 2);
+	kiln_store_on_workflow_end(NULL, NULL);
+}
+
+/* A pool job writing with more_coming, as the engine does with jobs
+ * queued behind it. */
+static void then_job(void *arg)
+{
+	assert_int_equal(write_then((int64_t)(intptr_t)arg, 1, NULL),
+			 KILN_OK);
+}
+
+static void test_pool_running_dry_commits(void **state)
+{
+	struct kiln_pool *pool = NULL;
+	struct kiln_err err = {0};
+	struct timespec until;
+	int i;
+
+	(void)state;
+	reset_calls();
+	assert_int_equal(kiln_pool_start(2, &pool, &err), KILN_OK);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(kiln_pool_submit(pool, then_job, NULL,
+						  (void *)(intptr_t)(500 + i)),
+				 0);
+	/* Nothing else comes: the worker that finds the queue empty
+	 * commits what the jobs left open. */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&step_lock);
+	while (n_calls < 3 &&
+	       pthread_cond_timedwait(&step_cond, &step_lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&step_lock);
+	assert_int_equal(n_calls, 3);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(call_rc[i], KILN_OK);
+	assert_int_equal(count_where("k >= 500 AND k < 503"), 3);
+	kiln_pool_stop(pool);
+	kiln_store_on_workflow_end(NULL, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +633,15 @@ int main(void)
 			test_undone_reader_waits_for_the_group, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(test_many_writers_lose_nothing,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_then_alone_runs_at_once,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_then_more_coming_waits_for_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_waiting_writer_commits_carried_on_parts, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_pool_running_dry_commits,
 						setup, teardown),
 	};
 
