@@ -89,12 +89,50 @@ int kiln_api_tenant_or_reply(struct kiln_req *req, json_t *wf,
 	return 0;
 }
 
+/* Where a create's answer goes once its insert is committed. */
+struct create_later {
+	struct kiln_engine *engine;
+	struct kiln_later *later;
+};
+
+/* The insert is committed (or lost), on the committing thread: starts
+ * the first steps and answers the suspended create. */
+static void on_created(void *ctx, enum kiln_rc rc, json_t *out)
+{
+	struct create_later *c = ctx;
+	struct kiln_resp resp = {0};
+
+	if (rc != KILN_OK) {
+		struct kiln_err err = {0};
+
+		kiln_err_set(&err, rc, "", "store error: the workflow was not"
+					   " committed; nothing was created");
+		kiln_reply_error(&resp, &err);
+	} else {
+		kiln_engine_start_claimed(
+			c->engine, json_incref(json_object_get(out, "claims")));
+		kiln_reply_json(&resp, MHD_HTTP_CREATED,
+				json_incref(json_object_get(out, "workflow")));
+	}
+	json_decref(out);
+	kiln_later_send(c->later, &resp);
+	free(c);
+}
+
+/*
+ * The request is answered once the insert is committed, but this thread
+ * does not wait for it: the connection is suspended and the committing
+ * thread answers it (on_created), so the HTTP threads go on reading
+ * requests and many creates share one commit.
+ */
 void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 {
 	json_t *detail = json_array();
-	json_t *body = NULL, *wf = NULL, *claims = NULL, *created = NULL;
+	json_t *body = NULL, *wf = NULL;
+	struct create_later *c = NULL;
 	struct kiln_claimer who;
 	struct kiln_err err = {0};
+	struct kiln_then then;
 	struct kiln_store *st;
 	char id[KILN_UUID_LEN];
 	int start = 1;
@@ -121,13 +159,25 @@ void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 	json_object_set_new(wf, "status",
 			    json_string(start ? "RUNNING" : "PENDING"));
 	who = kiln_engine_claimer(req->app->engine);
-	if (kiln_store_insert_workflow(st, wf, &who, &claims, &created,
-				       &err) != KILN_OK) {
-		kiln_reply_error(resp, &err);
+	c = malloc(sizeof(*c));
+	if (c == NULL) {
+		kiln_reply_detail(resp, MHD_HTTP_SERVICE_UNAVAILABLE,
+				  "out of memory");
 		goto out;
 	}
-	kiln_engine_start_claimed(req->app->engine, claims);
-	kiln_reply_json(resp, MHD_HTTP_CREATED, created);
+	c->engine = req->app->engine;
+	c->later = kiln_answer_later(req, resp);
+	if (c->later == NULL) {
+		free(c);
+		goto out;
+	}
+	then = (struct kiln_then){on_created, c, 0};
+	if (kiln_store_insert_workflow_then(st, wf, &who, &then, &err) !=
+	    KILN_OK) {
+		kiln_later_cancel(c->later, resp);
+		free(c);
+		kiln_reply_error(resp, &err);
+	}
 out:
 	json_decref(detail);
 	json_decref(body);

@@ -35,6 +35,10 @@ struct req_state {
 	int is_replay;
 	int has_tenant;
 	char tenant[KILN_TENANT_MAX + 1];
+	/* An answer another thread sends (kiln_answer_later), while the
+	 * connection is suspended for it. */
+	struct kiln_later *later;
+	int is_held; /* counted by kiln_waits_begin */
 };
 
 const char *kiln_req_query(const struct kiln_req *req, const char *name)
@@ -134,6 +138,27 @@ static enum MHD_Result suspend(struct kiln_http *h, struct req_state *rs,
 	return MHD_YES;
 }
 
+/* The handler's answer comes from another thread: sends it if it is
+ * already there, else leaves the connection suspended until it is. */
+static enum MHD_Result hold_for_later(struct kiln_http *h,
+				      struct req_state *rs,
+				      struct MHD_Connection *conn,
+				      struct kiln_later *l)
+{
+	struct kiln_resp resp;
+
+	if (kiln_later_hold(l)) {
+		kiln_later_take(l, &resp);
+		return kiln_reply_send(conn, &resp);
+	}
+	rs->later = l;
+	if (!rs->is_held) {
+		rs->is_held = 1;
+		kiln_waits_begin(h->app->waits);
+	}
+	return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				  const char *url, const char *method,
 				  const char *version, const char *upload_data,
@@ -186,6 +211,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return MHD_YES;
 	if (rs->is_too_big)
 		return reply_too_big(conn, limit);
+	if (rs->later != NULL) {
+		/* Resumed: the answer another thread sent. */
+		kiln_later_take(rs->later, &resp);
+		rs->later = NULL;
+		return kiln_reply_send(conn, &resp);
+	}
 
 	ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 					 MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -206,6 +237,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		kiln_router_dispatch(&req, &resp);
 	if (resp.wait_render != NULL)
 		return suspend(h, rs, &req, &resp);
+	if (resp.later != NULL)
+		return hold_for_later(h, rs, conn, resp.later);
 	kiln_log(KILN_LOG_DEBUG, "%s %s -> %u", method, url, resp.status);
 	return kiln_reply_send(conn, &resp);
 }
@@ -218,7 +251,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 
 	if (rs == NULL)
 		return;
-	if (rs->wait_render != NULL)
+	if (rs->later != NULL)
+		kiln_later_drop(rs->later);
+	if (rs->wait_render != NULL || rs->is_held)
 		kiln_waits_end(h->app->waits);
 	free(rs->body);
 	free(rs);

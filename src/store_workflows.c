@@ -662,6 +662,71 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 	return KILN_OK;
 }
 
+/* kiln_store_insert_workflow_then's write, waiting for its commit. */
+struct inserted {
+	struct kiln_then then;
+	json_t *wf;
+	int64_t now;
+};
+
+/* The insert is committed (or lost): its claims and 201 body, built as
+ * kiln_store_insert_workflow builds them, go to the caller's fn. */
+static void on_inserted(void *ctx, enum kiln_rc rc, json_t *task_ids)
+{
+	struct inserted *in = ctx;
+	json_t *out = NULL;
+
+	if (rc == KILN_OK) {
+		json_t *claimed = json_array();
+
+		claims_of_new(in->wf, task_ids, in->now, claimed);
+		out = json_object();
+		json_object_set_new(out, "workflow",
+				    render_new_workflow(in->wf, claimed,
+							in->now));
+		json_object_set_new(out, "claims", claimed);
+	}
+	json_decref(task_ids);
+	in->then.fn(in->then.ctx, rc, out);
+	json_decref(in->wf);
+	free(in);
+}
+
+enum kiln_rc kiln_store_insert_workflow_then(struct kiln_store *st,
+					     const json_t *wf,
+					     const struct kiln_claimer *who,
+					     const struct kiln_then *then,
+					     struct kiln_err *err)
+{
+	struct inserted *in = malloc(sizeof(*in));
+	struct kiln_then mine = {on_inserted, in, then->more_coming};
+	json_t *task_ids = json_array();
+	enum kiln_rc rc;
+
+	if (in == NULL || task_ids == NULL) {
+		free(in);
+		json_decref(task_ids);
+		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
+	}
+	in->then = *then;
+	in->wf = json_incref((json_t *)wf);
+	in->now = kiln_now_ms();
+	rc = kiln_store_begin(st, err);
+	if (rc == KILN_OK) {
+		rc = insert_at(st, wf, who, task_ids, in->now, err);
+		if (rc == KILN_OK)
+			rc = kiln_store_commit_then(st, &mine, task_ids, err);
+		else
+			kiln_store_rollback(st);
+	}
+	if (rc != KILN_OK) {
+		json_decref(task_ids);
+		json_decref(in->wf);
+		free(in);
+	}
+	return rc;
+}
+
 /* ---- list ------------------------------------------------------------ */
 
 static const char *list_tenant(const struct kiln_wf_filter *f,

@@ -67,7 +67,30 @@ struct kiln_resp {
 	char wait_id[KILN_UUID_LEN];
 	int64_t wait_until_ms;
 	uint64_t wait_seq;
+	/* An answer another thread sends (kiln_answer_later). */
+	struct kiln_later *later;
 };
+
+/* ---- http_later.c: answers another thread sends ---- */
+struct kiln_later;
+/* The handler's answer will come from another thread, which must call
+ * kiln_later_send exactly once; the connection holds no thread meanwhile.
+ * NULL (with a 503 in resp) when out of memory. */
+struct kiln_later *kiln_answer_later(struct kiln_req *req,
+				     struct kiln_resp *resp);
+/* The handler gives up on a later it has not handed over; it answers
+ * with resp as usual. */
+void kiln_later_cancel(struct kiln_later *l, struct kiln_resp *resp);
+/* From any thread: the answer (a status and a JSON body, taken). */
+void kiln_later_send(struct kiln_later *l, struct kiln_resp *resp);
+/* For http.c.  After the handler returned: 1 if the answer is already
+ * there, else the connection is suspended (0) until it is. */
+int kiln_later_hold(struct kiln_later *l);
+/* The answer, once ready (taken into *out); the connection's side lets
+ * go of l. */
+void kiln_later_take(struct kiln_later *l, struct kiln_resp *out);
+/* The connection is gone before it took the answer. */
+void kiln_later_drop(struct kiln_later *l);
 
 /* ---- http_wait.c: suspended connections waiting for workflows ---- */
 struct kiln_waits *kiln_waits_start(struct kiln_err *err);

@@ -82,6 +82,18 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 					json_t **claims, json_t **rendered,
 					struct kiln_err *err) KILN_WARN_UNUSED;
 
+/* The same without waiting for the commit (kiln_store_commit_then).  wf
+ * is kept (a reference) until then and must not change.  KILN_OK means
+ * then->fn will be called with {"workflow": the 201 body, "claims":
+ * [...]} once the insert is committed (NULL if it was lost). */
+struct kiln_then;
+enum kiln_rc kiln_store_insert_workflow_then(struct kiln_store *st,
+					     const json_t *wf,
+					     const struct kiln_claimer *who,
+					     const struct kiln_then *then,
+					     struct kiln_err *err)
+	KILN_WARN_UNUSED;
+
 /* Renders the workflow as WorkflowPublic into *out (owned by the caller).
  * KILN_ENOTFOUND if absent or outside scope. */
 enum kiln_rc kiln_store_get_workflow(struct kiln_store *st, const char *id,

@@ -1,6 +1,7 @@
 """The workflow routes of kilnd: create, get, list, patch, cancel, start,
 pause, resume, cleanup, routing, and persistence across restarts."""
 import os
+import threading
 import time
 import uuid
 
@@ -838,6 +839,81 @@ class ProviderControlTest(KilnTestCase):
         self.assertEqual(done["errors"], [])
         self.assertIsNone(done["error_message"])
         self.assertConflict(srv.action(wid, "resume"), wid, "COMPLETED")
+
+
+class ConcurrentCreateTest(KilnTestCase):
+    """A create is answered once its insert is committed, from whichever
+    thread commits it, while its HTTP thread goes on to other requests:
+    with one HTTP thread, many creates at once are all answered, each
+    201 is what a read finds, and a stop in the middle of a burst loses
+    nothing that was answered."""
+
+    def burst(self, srv, n_threads, per_thread, answers, stop_at=None):
+        def client(t):
+            for i in range(per_thread):
+                name = "burst-%d-%d" % (t, i)
+                try:
+                    r = srv.request("POST", "/api/v1/workflows",
+                                    two_steps(name))
+                except OSError as e:  # the daemon stopped under it
+                    answers.append(("error", str(e)))
+                    return
+                # each connection gets its own request's answer
+                if r.status == 201 and r.json["name"] != name:
+                    answers.append(("mixed up", (name, r.json)))
+                else:
+                    answers.append((r.status, r.json))
+        threads = [threading.Thread(target=client, args=(t,))
+                   for t in range(n_threads)]
+        for th in threads:
+            th.start()
+        if stop_at is not None:
+            wait_until(lambda: len(answers) >= stop_at, timeout=60)
+            self.rc = srv.stop()
+        for th in threads:
+            th.join(120)
+            self.assertFalse(th.is_alive())
+
+    def test_many_creates_on_one_http_thread(self):
+        srv = self.start_server(config={"http_threads": 1},
+                                name="kilnd-creates")
+        answers = []
+        self.burst(srv, 16, 10, answers)
+        self.assertEqual(len(answers), 160)
+        ids = set()
+        for status, body in answers:
+            self.assertEqual(status, 201, body)
+            assert_workflow_shape(body)
+            ids.add(body["id"])
+        self.assertEqual(len(ids), 160)
+        # Each answer is the workflow as written, and every one runs.
+        for status, body in answers[::16]:
+            got = srv.get_wf(body["id"])
+            self.assertEqual(got["name"], body["name"])
+            self.assertEqual(got["created_at"], body["created_at"])
+            self.assertEqual([s["id"] for s in got["steps"]],
+                             [s["id"] for s in body["steps"]])
+        for wf_id in ids:
+            srv.wait_for_status(wf_id, "COMPLETED")
+        lst = srv.list_wf("?limit=1000")
+        self.assertEqual(ids, {w["id"] for w in lst["workflows"]})
+
+    def test_stop_during_a_burst_keeps_every_answered_create(self):
+        srv = self.start_server(config={"http_threads": 2},
+                                name="kilnd-create-stop")
+        answers = []
+        self.burst(srv, 12, 200, answers, stop_at=100)
+        self.assertEqual(self.rc, 0, "kilnd did not exit 0 on SIGTERM")
+        created = [body["id"] for status, body in answers if status == 201]
+        self.assertGreaterEqual(len(created), 100)
+        for status, body in answers:
+            # 201, or refused as the daemon stops; never a 5xx
+            self.assertTrue(status in (201, "error") or
+                            (isinstance(status, int) and status < 500),
+                            (status, body))
+        srv.start()
+        for wf_id in created:  # each answered create is there, and runs
+            srv.wait_for_status(wf_id, "COMPLETED")
 
 
 class RestartTest(KilnTestCase):
