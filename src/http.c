@@ -292,6 +292,7 @@ enum kiln_rc kiln_http_start(struct kiln_app *app, struct kiln_http **out,
 	if (h == NULL)
 		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
 	h->app = app;
+	kiln_later_restart();
 	app->waits = kiln_waits_start(err);
 	if (app->waits == NULL) {
 		free(h);
@@ -346,6 +347,7 @@ void kiln_http_stop(struct kiln_http *h)
 		return;
 	/* Waiting connections answer first: MHD must not stop with
 	 * suspended ones. */
+	kiln_later_stop();
 	kiln_waits_stop(h->app->waits);
 	MHD_stop_daemon(h->daemon);
 	kiln_waits_free(h->app->waits);

@@ -6,13 +6,20 @@
  *
  * The answer may be ready before the handler has even returned (the
  * commit ran inline), or while the connection is being suspended, so the
- * three states are changed under one lock.  The connection may also be
- * gone before the answer comes (the daemon stopped): then the answer is
- * dropped.  Each later is freed by whichever of the two sides lets go of
- * it last.
+ * states are changed under one lock.  The connection may also be gone
+ * before the answer comes: then the answer is dropped.  Each later is
+ * freed by whichever of the two sides lets go of it last.
+ *
+ * MHD must not stop with a connection suspended, so kiln_later_stop
+ * waits until every suspended one has its answer, and from then on a
+ * handler's thread waits for its answer instead of suspending.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
+
+#include "kiln/log.h"
 
 #include "kiln/http.h"
 
@@ -30,7 +37,15 @@ struct kiln_later {
 	struct kiln_resp resp;
 };
 
+/* How long a stop waits for the suspended answers (their commits). */
+#define STOP_WAIT_MS 30000
+
 static pthread_mutex_t later_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Under later_lock: an answer arrived (for kiln_later_stop and for
+ * threads waiting once stopping is set), and how many wait suspended. */
+static pthread_cond_t later_sent = PTHREAD_COND_INITIALIZER;
+static size_t n_suspended;
+static int stopping;
 
 /* Under later_lock: one side lets go; 1 if l is to be freed. */
 static int let_go(struct kiln_later *l)
@@ -69,9 +84,12 @@ void kiln_later_send(struct kiln_later *l, struct kiln_resp *resp)
 	orphaned = l->state == LATER_ORPHANED;
 	if (!orphaned) {
 		l->resp = *resp;
-		if (l->state == LATER_SUSPENDED)
+		if (l->state == LATER_SUSPENDED) {
 			MHD_resume_connection(l->conn);
+			n_suspended--;
+		}
 		l->state = LATER_READY;
+		pthread_cond_broadcast(&later_sent);
 	}
 	last = let_go(l);
 	pthread_mutex_unlock(&later_lock);
@@ -86,10 +104,15 @@ int kiln_later_hold(struct kiln_later *l)
 	int ready;
 
 	pthread_mutex_lock(&later_lock);
+	/* Stopping: this thread waits, as MHD will not stop while the
+	 * connection is suspended. */
+	while (stopping && l->state != LATER_READY)
+		pthread_cond_wait(&later_sent, &later_lock);
 	ready = l->state == LATER_READY;
 	if (!ready) {
 		MHD_suspend_connection(l->conn);
 		l->state = LATER_SUSPENDED;
+		n_suspended++;
 	}
 	pthread_mutex_unlock(&later_lock);
 	return ready;
@@ -112,6 +135,8 @@ void kiln_later_drop(struct kiln_later *l)
 	int last;
 
 	pthread_mutex_lock(&later_lock);
+	if (l->state == LATER_SUSPENDED)
+		n_suspended--;
 	if (l->state == LATER_READY)
 		json_decref(l->resp.body); /* never sent */
 	l->state = LATER_ORPHANED;
@@ -119,4 +144,31 @@ void kiln_later_drop(struct kiln_later *l)
 	pthread_mutex_unlock(&later_lock);
 	if (last)
 		free(l);
+}
+
+void kiln_later_stop(void)
+{
+	int64_t until = kiln_now_ms() + STOP_WAIT_MS;
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(until / 1000);
+	ts.tv_nsec = (long)(until % 1000) * 1000000L;
+	pthread_mutex_lock(&later_lock);
+	stopping = 1;
+	while (n_suspended > 0 &&
+	       pthread_cond_timedwait(&later_sent, &later_lock, &ts) !=
+		       ETIMEDOUT)
+		;
+	if (n_suspended > 0)
+		kiln_log(KILN_LOG_ERROR,
+			 "http: %zu answers still wait for their commit",
+			 n_suspended);
+	pthread_mutex_unlock(&later_lock);
+}
+
+void kiln_later_restart(void)
+{
+	pthread_mutex_lock(&later_lock);
+	stopping = 0;
+	pthread_mutex_unlock(&later_lock);
 }

@@ -91,6 +91,12 @@ int kiln_later_hold(struct kiln_later *l);
 void kiln_later_take(struct kiln_later *l, struct kiln_resp *out);
 /* The connection is gone before it took the answer. */
 void kiln_later_drop(struct kiln_later *l);
+/* Before MHD stops: waits (at most 30 s) until no connection is
+ * suspended for an answer; from then on a handler's thread waits for its
+ * answer instead.  kiln_later_restart undoes it (a server started again
+ * in the same process). */
+void kiln_later_stop(void);
+void kiln_later_restart(void);
 
 /* ---- http_wait.c: suspended connections waiting for workflows ---- */
 struct kiln_waits *kiln_waits_start(struct kiln_err *err);
