@@ -422,20 +422,45 @@ void kiln_store_rollback(struct kiln_store *st)
 
 void kiln_store_writer_close(void)
 {
+	struct part_wait *sleepers = NULL;
+	struct after_commit *after = NULL, *next;
 	struct kiln_write_stats w;
+	int src = SQLITE_OK, dropped = 0;
 
+	pthread_mutex_lock(&writer_lock);
+	if (writer_open && group_open) {
+		/* Nobody flushed it (every writer is gone): what it wrote is
+		 * kept, and found again from the store at the next start;
+		 * what was to follow the commit is not done (fn is told
+		 * KILN_EIO). */
+		src = sqlite3_exec(writer.db, "COMMIT", NULL, NULL, NULL);
+		sleepers = close_group(&after);
+	}
+	if (writer_open)
+		kiln_conn_close(&writer);
+	writer_open = 0;
+	group_open = 0;
+	pthread_mutex_unlock(&writer_lock);
+	wake_group(sleepers, src);
+	for (; after != NULL; after = next) {
+		next = after->next;
+		after->then.fn(after->then.ctx, KILN_EIO, after->out);
+		free(after);
+		dropped++;
+	}
+	if (dropped > 0)
+		kiln_log(KILN_LOG_WARN,
+			 "store: %d writes nobody flushed %s at close%s%s",
+			 dropped,
+			 src == SQLITE_OK ? "were committed" : "were lost",
+			 src == SQLITE_OK ? "" : ": ",
+			 src == SQLITE_OK ? "" : sqlite3_errstr(src));
 	kiln_store_write_stats(&w);
 	if (w.commits > 0)
 		kiln_log(KILN_LOG_INFO,
 			 "store: %llu writes committed in %llu groups",
 			 (unsigned long long)w.parts,
 			 (unsigned long long)w.commits);
-	pthread_mutex_lock(&writer_lock);
-	if (writer_open)
-		kiln_conn_close(&writer);
-	writer_open = 0;
-	group_open = 0;
-	pthread_mutex_unlock(&writer_lock);
 }
 
 void kiln_store_write_stats(struct kiln_write_stats *out)

@@ -685,7 +685,8 @@ struct kiln_then {
 /* Ends this thread's part like kiln_store_commit without waiting for the
  * group's COMMIT.  KILN_OK: then->fn will be called exactly once, with
  * out.  Otherwise the part is undone, fn is never called and the caller
- * keeps out. */
+ * keeps out.  A group still open at kiln_store_shutdown is committed, but
+ * its fns get KILN_EIO: the process is stopping, nothing may follow. */
 enum kiln_rc kiln_store_commit_then(struct kiln_store *st,
 				    const struct kiln_then *then, json_t *out,
 				    struct kiln_err *err) KILN_WARN_UNUSED;
