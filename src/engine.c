@@ -355,9 +355,12 @@ static void on_finished(void *ctx, enum kiln_rc rc, json_t *claims)
 	struct finished *f = ctx;
 
 	if (rc != KILN_OK) {
-		/* The step is still RUNNING in the store; its lease expires
-		 * and it is taken over again. */
-		kiln_log(KILN_LOG_ERROR, "finish %s: not committed", f->uuid);
+		/* The commit failed (the step is still RUNNING), or the store
+		 * closed first (the steps it claimed are RUNNING): either way
+		 * the leases expire and the steps are taken over again. */
+		kiln_log(KILN_LOG_ERROR,
+			 "finish %s: not committed, or the store closed first",
+			 f->uuid);
 		json_decref(claims);
 	} else {
 		kiln_log(KILN_LOG_DEBUG, "step %s %s", f->uuid,
@@ -392,8 +395,11 @@ static void finish(struct run *r, const json_t *result,
 	f->e = r->e;
 	kiln_strlcpy(f->uuid, r->uuid, sizeof(f->uuid));
 	f->ok = result != NULL;
+	/* Left open only by a pool worker: it flushes the group itself
+	 * should it find the queue empty after this job. */
 	then = (struct kiln_then){on_finished, f,
-				  kiln_pool_queued(r->e->pool) > 0};
+				  kiln_pool_in_worker(r->e->pool) &&
+					  kiln_pool_queued(r->e->pool) > 0};
 	rc = kiln_store_finish_step_then(st, r->uuid, r->task_id, result, end,
 					 &who, &then, &err);
 	if (rc == KILN_OK)

@@ -29,10 +29,14 @@ struct kiln_pool {
 	pthread_t *threads;
 };
 
+/* The pool whose worker this thread is (NULL for other threads). */
+static _Thread_local const struct kiln_pool *my_pool;
+
 static void *worker_main(void *p)
 {
 	struct kiln_pool *pool = p;
 
+	my_pool = pool;
 	for (;;) {
 		struct job *j;
 		int dry;
@@ -125,6 +129,11 @@ int kiln_pool_submit(struct kiln_pool *pool, kiln_job_fn fn,
 	pthread_cond_signal(&pool->wake);
 	pthread_mutex_unlock(&pool->lock);
 	return 0;
+}
+
+int kiln_pool_in_worker(const struct kiln_pool *pool)
+{
+	return pool != NULL && my_pool == pool;
 }
 
 size_t kiln_pool_queued(struct kiln_pool *pool)

@@ -31,6 +31,10 @@ size_t kiln_pool_pending(struct kiln_pool *pool);
  * the queue's lock (it may change at once). */
 size_t kiln_pool_queued(struct kiln_pool *pool);
 
+/* 1 on one of pool's worker threads: a thread that, whenever it finds
+ * the queue empty after a job, calls kiln_store_flush. */
+int kiln_pool_in_worker(const struct kiln_pool *pool);
+
 /* Stops accepting jobs, lets the running ones finish, drops the queued
  * ones (calling each one's drop), joins the threads and frees the pool.
  * NULL is a no-op. */

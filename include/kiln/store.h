@@ -675,7 +675,8 @@ void kiln_store_write_stats(struct kiln_write_stats *out);
  * on whichever thread commits it, possibly before the write's function
  * returns.  out is the write's own output, owned by fn.  more_coming:
  * the caller has more writes queued at once, so the group is left open
- * for them; whoever then runs out of work calls kiln_store_flush. */
+ * for them; only for a thread that itself calls kiln_store_flush once it
+ * runs out of work (a pool worker), else the group could stay open. */
 typedef void (*kiln_committed_fn)(void *ctx, enum kiln_rc rc, json_t *out);
 struct kiln_then {
 	kiln_committed_fn fn;

@@ -606,8 +606,12 @@ static void test_shutdown_commits_what_nobody_flushed(void **state)
 
 /* A pool job writing with more_coming, as the engine does with jobs
  * queued behind it. */
+static struct kiln_pool *then_pool;
+
 static void then_job(void *arg)
 {
+	/* Only such a thread may leave a group open (it flushes). */
+	assert_true(kiln_pool_in_worker(then_pool));
 	assert_int_equal(write_then((int64_t)(intptr_t)arg, 1, NULL),
 			 KILN_OK);
 }
@@ -622,6 +626,8 @@ static void test_pool_running_dry_commits(void **state)
 	(void)state;
 	reset_calls();
 	assert_int_equal(kiln_pool_start(2, &pool, &err), KILN_OK);
+	then_pool = pool;
+	assert_false(kiln_pool_in_worker(pool));
 	for (i = 0; i < 3; i++)
 		assert_int_equal(kiln_pool_submit(pool, then_job, NULL,
 						  (void *)(intptr_t)(500 + i)),
