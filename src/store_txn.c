@@ -64,6 +64,14 @@ static int waiting_writers;
 /* Counters for kiln_store_write_stats (atomic: read without the lock). */
 static struct kiln_write_stats stats;
 
+/* This thread's statements run on its own connection again (its part
+ * of the writer's transaction is over; writer_lock is still held). */
+static void leave_writer(struct kiln_store *st)
+{
+	st->cur = &st->own;
+	st->holds_writer = 0;
+}
+
 static int writer_exec(struct kiln_store *st, const char *sql)
 {
 	sqlite3_stmt *s = kiln_store_stmt(st, sql, NULL);
@@ -184,8 +192,7 @@ static int commit_group(struct kiln_store *st)
 			sqlite3_exec(writer.db, "ROLLBACK", NULL, NULL, NULL);
 	}
 	sleepers = close_group(&after);
-	st->cur = &st->own;
-	st->holds_writer = 0;
+	leave_writer(st);
 	pthread_mutex_unlock(&writer_lock);
 	wake_group(sleepers, src);
 	run_after(after, src);
@@ -230,8 +237,7 @@ static enum kiln_rc end_part(struct kiln_store *st, enum kiln_rc mine,
 	 * transaction back, commit_group finds every part lost. */
 	if (!sqlite3_get_autocommit(writer.db) && may_defer(0)) {
 		__atomic_add_fetch(&stats.deferred, 1, __ATOMIC_RELAXED);
-		st->cur = &st->own;
-		st->holds_writer = 0;
+		leave_writer(st);
 		if (mine != KILN_OK && group_parts == 1) {
 			/* Undone, and it saw nobody's uncommitted work:
 			 * nothing to wait for. */
@@ -296,8 +302,7 @@ enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 
 		if (src != SQLITE_OK) {
 			rc = kiln_store_fail(st, src, err);
-			st->cur = &st->own;
-			st->holds_writer = 0;
+			leave_writer(st);
 			pthread_mutex_unlock(&writer_lock);
 			return rc;
 		}
@@ -380,8 +385,7 @@ enum kiln_rc kiln_store_commit_then(struct kiln_store *st,
 	if (!sqlite3_get_autocommit(writer.db) && may_defer(then->more_coming)) {
 		__atomic_add_fetch(&stats.deferred, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&group_unattended, 1, __ATOMIC_RELAXED);
-		st->cur = &st->own;
-		st->holds_writer = 0;
+		leave_writer(st);
 		pthread_mutex_unlock(&writer_lock);
 		return KILN_OK;
 	}

@@ -620,13 +620,24 @@ static json_t *render_new_workflow(const json_t *wf, const json_t *claims,
 	return o;
 }
 
+/* After the commit of insert_at(wf, now): the claims of the steps it
+ * inserted claimed (*claims) and the 201 body.  Nothing has run yet (the
+ * claims are the caller's to start), so this is what a read would find. */
+static json_t *created_view(const json_t *wf, const json_t *task_ids,
+			    int64_t now, json_t **claims)
+{
+	*claims = json_array();
+	claims_of_new(wf, task_ids, now, *claims);
+	return render_new_workflow(wf, *claims, now);
+}
+
 enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 					const json_t *wf,
 					const struct kiln_claimer *who,
 					json_t **claims, json_t **rendered,
 					struct kiln_err *err)
 {
-	json_t *task_ids = json_array(), *claimed;
+	json_t *task_ids = json_array(), *claimed, *view;
 	int64_t now = kiln_now_ms();
 	enum kiln_rc rc;
 
@@ -648,13 +659,12 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		json_decref(task_ids);
 		return rc;
 	}
-	/* Nothing has run yet (the claims are the caller's to start), so
-	 * what was written is what a read would find. */
-	claimed = json_array();
-	claims_of_new(wf, task_ids, now, claimed);
+	view = created_view(wf, task_ids, now, &claimed);
 	json_decref(task_ids);
 	if (rendered != NULL)
-		*rendered = render_new_workflow(wf, claimed, now);
+		*rendered = view;
+	else
+		json_decref(view);
 	if (claims != NULL)
 		*claims = claimed;
 	else
@@ -677,14 +687,11 @@ static void on_inserted(void *ctx, enum kiln_rc rc, json_t *task_ids)
 	json_t *out = NULL;
 
 	if (rc == KILN_OK) {
-		json_t *claimed = json_array();
+		json_t *claimed, *view;
 
-		claims_of_new(in->wf, task_ids, in->now, claimed);
-		out = json_object();
-		json_object_set_new(out, "workflow",
-				    render_new_workflow(in->wf, claimed,
-							in->now));
-		json_object_set_new(out, "claims", claimed);
+		view = created_view(in->wf, task_ids, in->now, &claimed);
+		out = json_pack("{s:o, s:o}", "workflow", view, "claims",
+				claimed);
 	}
 	json_decref(task_ids);
 	in->then.fn(in->then.ctx, rc, out);

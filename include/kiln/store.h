@@ -52,6 +52,24 @@ void kiln_store_checkpointer_stop(void);
 /* 1 if the store answers a trivial query. */
 int kiln_store_ping(struct kiln_store *st);
 
+/* For writers that need not wait for their commit: fn(ctx, rc, out) runs
+ * once the group holding the write is committed (rc KILN_OK) or lost,
+ * on whichever thread commits it, possibly before the write's function
+ * returns.  out is the write's own output, owned by fn.  more_coming:
+ * the caller has more writes queued at once, so the group is left open
+ * for them; only for a thread that itself calls kiln_store_flush once it
+ * runs out of work (a pool worker), else the group could stay open. */
+typedef void (*kiln_committed_fn)(void *ctx, enum kiln_rc rc, json_t *out);
+struct kiln_then {
+	kiln_committed_fn fn;
+	void *ctx;
+	int more_coming;
+};
+/* Commits a group left open by kiln_store_commit_then's more_coming (and
+ * runs its writers' fn) on this thread; nothing when there is none.
+ * Cheap when there is none: the pool calls it whenever it runs dry. */
+void kiln_store_flush(void);
+
 /* ---- workflows (store_workflows.c) ---------------------------------- */
 
 /* What a caller may see: tenant NULL means everything (operator). */
@@ -86,7 +104,6 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
  * is kept (a reference) until then and must not change.  KILN_OK means
  * then->fn will be called with {"workflow": the 201 body, "claims":
  * [...]} once the insert is committed (NULL if it was lost). */
-struct kiln_then;
 enum kiln_rc kiln_store_insert_workflow_then(struct kiln_store *st,
 					     const json_t *wf,
 					     const struct kiln_claimer *who,
@@ -219,7 +236,6 @@ enum kiln_rc kiln_store_finish_step(struct kiln_store *st,
 /* The same without waiting for the commit (kiln_store_commit_then):
  * KILN_OK means then->fn will be called with the claims (an array, or
  * NULL after a failure), once the step's end is committed. */
-struct kiln_then;
 enum kiln_rc kiln_store_finish_step_then(struct kiln_store *st,
 					 const char *step_uuid,
 					 const char *task_id,
@@ -670,19 +686,6 @@ struct kiln_write_stats {
 };
 void kiln_store_write_stats(struct kiln_write_stats *out);
 
-/* For writers that need not wait for their commit: fn(ctx, rc, out) runs
- * once the group holding the write is committed (rc KILN_OK) or lost,
- * on whichever thread commits it, possibly before the write's function
- * returns.  out is the write's own output, owned by fn.  more_coming:
- * the caller has more writes queued at once, so the group is left open
- * for them; only for a thread that itself calls kiln_store_flush once it
- * runs out of work (a pool worker), else the group could stay open. */
-typedef void (*kiln_committed_fn)(void *ctx, enum kiln_rc rc, json_t *out);
-struct kiln_then {
-	kiln_committed_fn fn;
-	void *ctx;
-	int more_coming;
-};
 /* Ends this thread's part like kiln_store_commit without waiting for the
  * group's COMMIT.  KILN_OK: then->fn will be called exactly once, with
  * out.  Otherwise the part is undone, fn is never called and the caller
@@ -691,10 +694,6 @@ struct kiln_then {
 enum kiln_rc kiln_store_commit_then(struct kiln_store *st,
 				    const struct kiln_then *then, json_t *out,
 				    struct kiln_err *err) KILN_WARN_UNUSED;
-/* Commits a group left open by kiln_store_commit_then's more_coming (and
- * runs its writers' fn) on this thread; nothing when there is none.
- * Cheap when there is none: the pool calls it whenever it runs dry. */
-void kiln_store_flush(void);
 /* A read transaction (a consistent snapshot for several queries); end it
  * with kiln_store_rollback. */
 enum kiln_rc kiln_store_begin_read(struct kiln_store *st,
