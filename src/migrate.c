@@ -2,6 +2,12 @@
  * migrate.c - applies the compiled-in migrations in order, each in its own
  * transaction together with its row in schema_migrations, so a crash
  * mid-way leaves either the whole migration or none of it.
+ *
+ * Foreign keys are off while a migration runs, as SQLite's procedure for
+ * rebuilding a table asks: with them on, dropping a table that others
+ * refer to would delete the rows that refer to it (ON DELETE CASCADE).
+ * PRAGMA foreign_key_check then refuses a migration that broke a
+ * reference, before its COMMIT.
  */
 #include <stdio.h>
 
@@ -23,17 +29,46 @@ static int is_applied(sqlite3 *db, const char *name)
 	return found;
 }
 
+/* 1 if the schema breaks no reference (the first broken one in *errmsg,
+ * which the caller frees). */
+static int references_hold(sqlite3 *db, char **errmsg)
+{
+	sqlite3_stmt *s = NULL;
+	int src;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return 0;
+	src = sqlite3_step(s);
+	if (src == SQLITE_ROW)
+		*errmsg = sqlite3_mprintf("a row of %s refers to a missing row"
+					  " of %s",
+					  sqlite3_column_text(s, 0),
+					  sqlite3_column_text(s, 2));
+	sqlite3_finalize(s);
+	return src == SQLITE_DONE;
+}
+
 static enum kiln_rc apply_one(sqlite3 *db, const struct kiln_migration *m,
 			      struct kiln_err *err)
 {
 	char *errmsg = NULL;
 	sqlite3_stmt *s = NULL;
 	enum kiln_rc rc = KILN_OK;
+	int fk_on = 0;
 
+	/* A no-op inside a transaction, so before BEGIN. */
+	if (sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_FKEY, -1, &fk_on) !=
+		    SQLITE_OK ||
+	    sqlite3_exec(db, "PRAGMA foreign_keys=OFF", NULL, NULL, &errmsg) !=
+		    SQLITE_OK)
+		goto fail;
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &errmsg) !=
 	    SQLITE_OK)
 		goto fail;
 	if (sqlite3_exec(db, m->sql, NULL, NULL, &errmsg) != SQLITE_OK)
+		goto fail;
+	if (!references_hold(db, &errmsg))
 		goto fail;
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO schema_migrations (name, applied_at)"
@@ -54,6 +89,8 @@ fail:
 out:
 	sqlite3_finalize(s);
 	sqlite3_free(errmsg);
+	if (fk_on)
+		sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
 	return rc;
 }
 

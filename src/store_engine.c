@@ -460,8 +460,7 @@ json_t *kiln_claim_of_new_step(const char *wf_id, const json_t *step,
 	" current_provider = COALESCE(current_provider, provider),"          \
 	" next_attempt_at = NULL, job = NULL, attempts = " NEW_ATTEMPT        \
 	" WHERE id = ?1 AND status IN (" from ") AND (SELECT w.status"        \
-	" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'"       \
-	" RETURNING " CLAIM_COLS
+	" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'"
 
 /* from_pending: the caller found the step ready in this transaction
  * (advance), so it may still be PENDING in the store. */
@@ -475,7 +474,6 @@ static enum kiln_rc claim_locked(struct kiln_store *st,
 		CLAIM_SQL("'READY', 'PENDING'");
 	char task_id[KILN_UUID_LEN];
 	sqlite3_stmt *s;
-	enum kiln_rc rc;
 	int src;
 
 	kiln_uuid_new(task_id);
@@ -489,20 +487,17 @@ static enum kiln_rc claim_locked(struct kiln_store *st,
 	sqlite3_bind_text(s, 4, who->owner, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 5, who->lease_until_ms);
 	src = sqlite3_step(s);
-	if (src == SQLITE_DONE) {
-		sqlite3_reset(s);
+	sqlite3_reset(s);
+	if (src != SQLITE_DONE)
+		return kiln_store_fail(st, src, err);
+	if (sqlite3_changes(kiln_store_db(st)) != 1)
 		return kiln_err_set(err, KILN_ECONFLICT, "",
 				    "step %s is not ready to run", step_uuid);
-	}
-	if (src != SQLITE_ROW) {
-		sqlite3_reset(s);
-		return kiln_store_fail(st, src, err);
-	}
 	/* The whole claim from the updated row, in the same transaction:
-	 * its pages are in the writer's cache. */
-	rc = claim_of_row(st, s, step_uuid, claim_out, err);
-	sqlite3_reset(s);
-	return rc;
+	 * its pages are in the writer's cache.  Read by a SELECT, not a
+	 * RETURNING clause: SQLite stages RETURNING rows in a temporary
+	 * table, a pager opened and closed on every claim. */
+	return kiln_store_load_claim(st, step_uuid, claim_out, err);
 }
 
 enum kiln_rc kiln_store_claim_step(struct kiln_store *st,
@@ -573,9 +568,12 @@ static enum kiln_rc finish_step(struct kiln_store *st, const char *step_uuid,
 		"   AND on_fallback THEN fallback_provider_capabilities"
 		"   ELSE active_provider_capabilities END,"
 		" attempts = " END_ATTEMPT
-		" WHERE id = ?1 AND task_id = ?2 AND status = 'RUNNING'"
-		" RETURNING workflow_id, step_id, (SELECT w.webhook_url IS NOT"
-		"   NULL FROM workflows w WHERE w.id = workflow_id)";
+		" WHERE id = ?1 AND task_id = ?2 AND status = 'RUNNING'";
+	/* Read after the UPDATE, not by RETURNING (see claim_locked). */
+	static const char sql_ended[] =
+		"SELECT workflow_id, step_id, (SELECT w.webhook_url IS NOT"
+		"   NULL FROM workflows w WHERE w.id = steps.workflow_id)"
+		" FROM steps WHERE id = ?1";
 	static const char sql_count[] =
 		"UPDATE workflows SET completed_steps = completed_steps + 1,"
 		" updated_at = ?2 WHERE id = ?1";
@@ -618,6 +616,17 @@ static enum kiln_rc finish_step(struct kiln_store *st, const char *step_uuid,
 	sqlite3_bind_int64(s, 6, now);
 	bind_end(s, now, end);
 	src = sqlite3_step(s);
+	sqlite3_reset(s);
+	s = NULL;
+	if (src == SQLITE_DONE && sqlite3_changes(kiln_store_db(st)) == 1) {
+		s = kiln_store_stmt(st, sql_ended, err);
+		if (s == NULL) {
+			rc = err ? err->code : KILN_EIO;
+			goto fail;
+		}
+		sqlite3_bind_text(s, 1, step_uuid, -1, SQLITE_TRANSIENT);
+		src = sqlite3_step(s);
+	}
 	if (src == SQLITE_ROW) {
 		const char *sid = (const char *)sqlite3_column_text(s, 1);
 		size_t len;
@@ -637,7 +646,8 @@ static enum kiln_rc finish_step(struct kiln_store *st, const char *step_uuid,
 		}
 		src = sqlite3_step(s);
 	}
-	sqlite3_reset(s);
+	if (s != NULL)
+		sqlite3_reset(s);
 	if (src != SQLITE_DONE) {
 		rc = kiln_store_fail(st, src, err);
 		goto fail;

@@ -1,8 +1,8 @@
 /*
  * test_migrate.c - schema migrations on real files: a database made by
- * the migrations before 006 (an older kilnd) is upgraded with every row
- * kept, ends with the same schema as a new database, and keeps its
- * constraints.
+ * the migrations before 006 or 007 (an older kilnd) is upgraded with
+ * every row kept, ends with the same schema as a new database, and keeps
+ * its constraints.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -264,6 +264,142 @@ static void test_constraints_still_hold(void **state)
 	sqlite3_close(db);
 }
 
+static const char *ALL_WORKFLOWS =
+	"SELECT rowid, * FROM workflows ORDER BY rowid";
+static const char *WORKFLOWS_SCHEMA =
+	"SELECT type, name, sql FROM sqlite_schema WHERE tbl_name ="
+	" 'workflows' ORDER BY name";
+
+/* 007 rebuilds workflows, which steps refer to: no step may go with it. */
+static void test_workflows_rebuild_keeps_every_row(void **state)
+{
+	sqlite3 *db = open_db("old.db");
+	struct kiln_err err = {0};
+	char *wf_before, *wf_after, *st_before, *st_after, *out;
+
+	(void)state;
+	migrate_until(db, "007");
+	exec_ok(db, STEPS_SQL);
+	exec_ok(db, "UPDATE workflows SET description = 'd', config = '{\"a\":1}',"
+		    " origin_tenant_id = 't', webhook_url = 'http://x',"
+		    " errors = '[\"e\"]', template_id = 'tp', template_version = 2,"
+		    " run_inputs = '{\"i\":1}', batch_id = 'b', deleted_at = 9"
+		    " WHERE id = 'w2'");
+	/* A gap in the rowids, which the copy must keep. */
+	exec_ok(db, "INSERT INTO workflows (id, name, status, origin_instance,"
+		    " total_steps, created_at, updated_at) VALUES ('w3', 'x',"
+		    " 'PAUSED', 'api', 0, 5, 5); DELETE FROM workflows WHERE"
+		    " id = 'w3'; INSERT INTO workflows (id, name, status,"
+		    " origin_instance, total_steps, created_at, updated_at)"
+		    " VALUES ('w4', 'y', 'CANCELLED', 'api', 0, 6, 6)");
+	wf_before = dump(db, ALL_WORKFLOWS);
+	st_before = dump(db, ALL_STEPS);
+
+	assert_int_equal(kiln_migrate(db, &err), KILN_OK);
+	wf_after = dump(db, ALL_WORKFLOWS);
+	st_after = dump(db, ALL_STEPS);
+	assert_string_equal(wf_after, wf_before);
+	assert_string_equal(st_after, st_before);
+	assert_non_null(strstr(st_after, "s4"));
+
+	out = dump(db, "SELECT name FROM schema_migrations WHERE name"
+		       " LIKE '007%'");
+	assert_string_equal(out, "007_workflows_status_check.sql\n");
+	free(out);
+	out = dump(db, "PRAGMA integrity_check");
+	assert_string_equal(out, "ok\n");
+	free(out);
+	out = dump(db, "PRAGMA foreign_key_check");
+	assert_string_equal(out, "");
+	free(out);
+	/* Foreign keys are on again for the connection's next writes. */
+	out = dump(db, "PRAGMA foreign_keys");
+	assert_string_equal(out, "1\n");
+	free(out);
+	free(wf_before);
+	free(wf_after);
+	free(st_before);
+	free(st_after);
+	sqlite3_close(db);
+}
+
+static void test_rebuilt_workflows_schema_is_a_new_one(void **state)
+{
+	sqlite3 *old = open_db("old.db"), *fresh = open_db("new.db");
+	struct kiln_err err = {0};
+	char *a, *b;
+
+	(void)state;
+	migrate_until(old, "007");
+	exec_ok(old, STEPS_SQL);
+	assert_int_equal(kiln_migrate(old, &err), KILN_OK);
+	assert_int_equal(kiln_migrate(fresh, &err), KILN_OK);
+	a = dump(old, WORKFLOWS_SCHEMA);
+	b = dump(fresh, WORKFLOWS_SCHEMA);
+	assert_string_equal(a, b);
+	/* No temporary table for the status check, and no IN list. */
+	assert_null(strstr(a, "status IN"));
+	assert_non_null(strstr(a, "workflows_by_status"));
+	free(a);
+	free(b);
+	a = dump(old, "SELECT sql FROM sqlite_schema WHERE name = 'steps'");
+	assert_non_null(strstr(a, "REFERENCES workflows (id)"));
+	free(a);
+	sqlite3_close(old);
+	sqlite3_close(fresh);
+}
+
+static int workflow_status_accepted(sqlite3 *db, const char *status)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "UPDATE workflows SET status = '%s'"
+		 " WHERE id = 'w1'", status);
+	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+}
+
+static void test_workflow_constraints_still_hold(void **state)
+{
+	static const char *const statuses[] = {"PENDING",   "RUNNING",
+					       "PAUSED",    "COMPLETED",
+					       "FAILED",    "CANCELLED"};
+	sqlite3 *db = open_db("old.db");
+	struct kiln_err err = {0};
+	char *out;
+	size_t i;
+
+	(void)state;
+	migrate_until(db, "007");
+	exec_ok(db, STEPS_SQL);
+	assert_int_equal(kiln_migrate(db, &err), KILN_OK);
+
+	for (i = 0; i < sizeof(statuses) / sizeof(*statuses); i++)
+		assert_true(workflow_status_accepted(db, statuses[i]));
+	assert_false(workflow_status_accepted(db, "READY"));
+	assert_false(workflow_status_accepted(db, "running"));
+	assert_false(workflow_status_accepted(db, ""));
+	/* A workflow id used twice. */
+	assert_int_not_equal(
+		sqlite3_exec(db,
+			     "INSERT INTO workflows (id, name, status,"
+			     " origin_instance, total_steps, created_at,"
+			     " updated_at) VALUES ('w2', 'again', 'RUNNING',"
+			     " 'api', 1, 1, 1)",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
+	/* Deleting a workflow still deletes its steps, and only its. */
+	exec_ok(db, "DELETE FROM workflows WHERE id = 'w1'");
+	out = dump(db, "SELECT id FROM steps ORDER BY id");
+	assert_string_equal(out, "s4\n");
+	free(out);
+	/* The status filter of the list still reads its index. */
+	out = dump(db, "EXPLAIN QUERY PLAN SELECT count(*) FROM workflows"
+		       " WHERE status = 'COMPLETED'");
+	assert_non_null(strstr(out, "workflows_by_status"));
+	free(out);
+	sqlite3_close(db);
+}
+
 /* The scans of RUNNING steps (start-up, the lease timer) use the index. */
 static void test_running_steps_are_found_by_index(void **state)
 {
@@ -292,6 +428,14 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_running_steps_are_found_by_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_workflows_rebuild_keeps_every_row, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_rebuilt_workflows_schema_is_a_new_one, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_workflow_constraints_still_hold, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
