@@ -1251,6 +1251,11 @@ enum kiln_rc kiln_engine_start(const struct kiln_config *cfg,
 	rc = kiln_pool_start((size_t)cfg->workers, &e->pool, err);
 	if (rc != KILN_OK)
 		goto fail;
+	rc = kiln_store_pacer_start(cfg->commit_delay_us, err);
+	if (rc != KILN_OK) {
+		kiln_pool_stop(e->pool);
+		goto fail;
+	}
 	/* The data dir is locked: every RUNNING step was left by a process
 	 * that is gone, whatever its lease says. */
 	for (i = 0; i < json_array_size(steps); i++)
@@ -1285,7 +1290,9 @@ void kiln_engine_stop(struct kiln_engine *e)
 		return;
 	/* Stop the I/O loop first (transfers and timers hand their runs
 	 * back with is_shutdown), then the pool (queued jobs are dropped:
-	 * the store still holds the work). */
+	 * the store still holds the work).  The commit pacer before both:
+	 * what follows its commits starts steps, on this engine. */
+	kiln_store_pacer_stop();
 	kiln_io_stop(e->io);
 	kiln_pool_stop(e->pool);
 	kiln_io_free(e->io);

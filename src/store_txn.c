@@ -16,13 +16,23 @@
  *
  * The shared connection also keeps its page cache warm: with one writer
  * connection per thread, each write re-read the pages the others changed.
+ *
+ * Under load, the pacer (kiln_store_pacer_start, PostgreSQL's commit_delay
+ * made adaptive) makes the groups bigger: while commits come more often
+ * than every delay, a write that does not wait for its commit
+ * (kiln_store_commit_then) leaves its group open even when alone, and the
+ * pacer's thread commits the group once it is delay old.  One commit then
+ * writes the pages that many writes share once.  A write after a quiet
+ * spell still commits at once.
  */
+#include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kiln/log.h"
@@ -61,6 +71,14 @@ static struct after_commit *group_after, **group_after_end = &group_after;
 static int group_unattended;
 /* Threads blocked on writer_lock in kiln_store_begin (atomic). */
 static int waiting_writers;
+/* The pacer: its state is under writer_lock; pace_us (0: no pacing) is
+ * also read without it, by kiln_store_flush. */
+static int pace_us;
+static int pacer_running, pacer_stopping, pacer_ready;
+static pthread_t pacer_thread;
+static pthread_cond_t pacer_wake; /* on CLOCK_MONOTONIC */
+static pthread_cond_t pacer_started = PTHREAD_COND_INITIALIZER;
+static int64_t group_started_us, last_commit_us;
 /* Counters for kiln_store_write_stats (atomic: read without the lock). */
 static struct kiln_write_stats stats;
 
@@ -70,6 +88,14 @@ static void leave_writer(struct kiln_store *st)
 {
 	st->cur = &st->own;
 	st->holds_writer = 0;
+}
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int writer_exec(struct kiln_store *st, const char *sql)
@@ -191,6 +217,7 @@ static int commit_group(struct kiln_store *st)
 		if (src != SQLITE_OK && !sqlite3_get_autocommit(writer.db))
 			sqlite3_exec(writer.db, "ROLLBACK", NULL, NULL, NULL);
 	}
+	last_commit_us = mono_us();
 	sleepers = close_group(&after);
 	leave_writer(st);
 	pthread_mutex_unlock(&writer_lock);
@@ -207,6 +234,19 @@ static int may_defer(int more_coming)
 		__atomic_load_n(&waiting_writers, __ATOMIC_SEQ_CST) > 0) &&
 	       group_parts < GROUP_MAX &&
 	       kiln_now_ms() - group_started_ms < GROUP_MAX_MS;
+}
+
+/* Whether a write alone may still wait for the pacer: commits are coming
+ * more often than every pace_us, so the next write is due within it. */
+static int may_pace(void)
+{
+	int delay = __atomic_load_n(&pace_us, __ATOMIC_RELAXED);
+	int64_t now;
+
+	if (delay <= 0 || group_parts >= GROUP_MAX)
+		return 0;
+	now = mono_us();
+	return now - last_commit_us < delay && now - group_started_us < delay;
 }
 
 static enum kiln_rc group_fail(int src, struct kiln_err *err)
@@ -309,6 +349,7 @@ enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 		group_open = 1;
 		group_parts = 0;
 		group_started_ms = kiln_now_ms();
+		group_started_us = mono_us();
 	}
 	if (writer_exec(st, "SAVEPOINT part") != SQLITE_OK) {
 		rc = kiln_store_fail(st, sqlite3_errcode(writer.db), err);
@@ -382,8 +423,13 @@ enum kiln_rc kiln_store_commit_then(struct kiln_store *st,
 	*group_after_end = a;
 	group_after_end = &a->next;
 	group_parts++;
-	if (!sqlite3_get_autocommit(writer.db) && may_defer(then->more_coming)) {
+	if (!sqlite3_get_autocommit(writer.db) &&
+	    (may_defer(then->more_coming) || may_pace())) {
 		__atomic_add_fetch(&stats.deferred, 1, __ATOMIC_RELAXED);
+		/* The group's first such write: the pacer sets its clock. */
+		if (__atomic_load_n(&pace_us, __ATOMIC_RELAXED) > 0 &&
+		    !__atomic_load_n(&group_unattended, __ATOMIC_RELAXED))
+			pthread_cond_signal(&pacer_wake);
 		__atomic_store_n(&group_unattended, 1, __ATOMIC_RELAXED);
 		leave_writer(st);
 		pthread_mutex_unlock(&writer_lock);
@@ -397,7 +443,8 @@ void kiln_store_flush(void)
 {
 	struct kiln_store *st;
 
-	if (!__atomic_load_n(&group_unattended, __ATOMIC_RELAXED))
+	if (!__atomic_load_n(&group_unattended, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&pace_us, __ATOMIC_RELAXED) > 0)
 		return;
 	st = kiln_store_thread(NULL);
 	if (st == NULL || st->holds_writer)
@@ -431,6 +478,7 @@ void kiln_store_writer_close(void)
 	struct kiln_write_stats w;
 	int src = SQLITE_OK, dropped = 0;
 
+	kiln_store_pacer_stop();
 	pthread_mutex_lock(&writer_lock);
 	if (writer_open && group_open) {
 		/* Nobody flushed it (every writer is gone): what it wrote is
@@ -474,4 +522,103 @@ void kiln_store_write_stats(struct kiln_write_stats *out)
 	out->deferred = __atomic_load_n(&stats.deferred, __ATOMIC_RELAXED);
 	out->waiting = (uint64_t)__atomic_load_n(&waiting_writers,
 						 __ATOMIC_SEQ_CST);
+}
+
+/* ---- the pacer ------------------------------------------------------- */
+
+/* Commits each group left open, once it is pace_us old; at the stop, at
+ * once.  Its writers' fns run on this thread. */
+static void *pacer_main(void *arg)
+{
+	struct kiln_err err = {0};
+	struct kiln_store *st = kiln_store_thread(&err);
+	int delay = *(const int *)arg;
+
+	pthread_mutex_lock(&writer_lock);
+	if (st == NULL) {
+		kiln_log(KILN_LOG_ERROR, "commit pacer: %s", err.msg);
+		pacer_ready = -1;
+	} else {
+		pacer_ready = 1;
+		__atomic_store_n(&pace_us, delay, __ATOMIC_RELAXED);
+	}
+	pthread_cond_signal(&pacer_started);
+	while (st != NULL) {
+		int64_t due;
+
+		if (!group_open || group_after == NULL) {
+			if (pacer_stopping)
+				break;
+			pthread_cond_wait(&pacer_wake, &writer_lock);
+			continue;
+		}
+		due = group_started_us + delay;
+		if (!pacer_stopping && mono_us() < due) {
+			struct timespec until = {
+				(time_t)(due / 1000000),
+				(long)(due % 1000000) * 1000};
+
+			pthread_cond_timedwait(&pacer_wake, &writer_lock,
+					       &until);
+			continue;
+		}
+		st->cur = &writer;
+		st->holds_writer = 1;
+		(void)commit_group(st);
+		pthread_mutex_lock(&writer_lock);
+	}
+	pthread_mutex_unlock(&writer_lock);
+	kiln_store_thread_release();
+	return NULL;
+}
+
+enum kiln_rc kiln_store_pacer_start(int delay_us, struct kiln_err *err)
+{
+	static int delay;
+	pthread_condattr_t a;
+	int ready;
+
+	if (delay_us <= 0 || pacer_running)
+		return KILN_OK;
+	delay = delay_us;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&pacer_wake, &a);
+	pthread_condattr_destroy(&a);
+	pacer_stopping = 0;
+	pacer_ready = 0;
+	if (pthread_create(&pacer_thread, NULL, pacer_main, &delay) != 0) {
+		pthread_cond_destroy(&pacer_wake);
+		return kiln_err_set(err, KILN_EIO, "",
+				    "cannot start the commit pacer thread");
+	}
+	pthread_mutex_lock(&writer_lock);
+	while (pacer_ready == 0)
+		pthread_cond_wait(&pacer_started, &writer_lock);
+	ready = pacer_ready;
+	pthread_mutex_unlock(&writer_lock);
+	if (ready < 0) {
+		pthread_join(pacer_thread, NULL);
+		pthread_cond_destroy(&pacer_wake);
+		return kiln_err_set(err, KILN_EIO, "",
+				    "the commit pacer cannot open the store");
+	}
+	pacer_running = 1;
+	return KILN_OK;
+}
+
+void kiln_store_pacer_stop(void)
+{
+	if (!pacer_running)
+		return;
+	pthread_mutex_lock(&writer_lock);
+	/* From now on writes commit as without it; the pacer commits what
+	 * it was left before it ends. */
+	__atomic_store_n(&pace_us, 0, __ATOMIC_RELAXED);
+	pacer_stopping = 1;
+	pthread_cond_signal(&pacer_wake);
+	pthread_mutex_unlock(&writer_lock);
+	pthread_join(pacer_thread, NULL);
+	pthread_cond_destroy(&pacer_wake);
+	pacer_running = 0;
 }

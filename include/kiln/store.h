@@ -66,9 +66,19 @@ struct kiln_then {
 	int more_coming;
 };
 /* Commits a group left open by kiln_store_commit_then's more_coming (and
- * runs its writers' fn) on this thread; nothing when there is none.
- * Cheap when there is none: the pool calls it whenever it runs dry. */
+ * runs its writers' fn) on this thread; nothing when there is none, or
+ * when the pacer runs (it commits the group soon).  Cheap when there is
+ * none: the pool calls it whenever it runs dry. */
 void kiln_store_flush(void);
+/* Commit pacing (0: none).  While commits come more often than every
+ * delay_us, a kiln_store_commit_then write leaves its group open even when
+ * alone, and the pacer's thread commits the group (running its writers'
+ * fns) once it is delay_us old; kiln_store_flush then leaves groups to it.
+ * Stop it before what those fns use is freed: stopping commits the group
+ * still open. */
+enum kiln_rc kiln_store_pacer_start(int delay_us, struct kiln_err *err)
+	KILN_WARN_UNUSED;
+void kiln_store_pacer_stop(void);
 
 /* ---- workflows (store_workflows.c) ---------------------------------- */
 

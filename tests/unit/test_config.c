@@ -85,6 +85,7 @@ static void assert_is_default(const struct kiln_config *cfg)
 	assert_int_equal(cfg->connection_timeout_s, 30);
 	assert_int_equal(cfg->max_connections, 1024);
 	assert_int_equal(cfg->max_connections_per_ip, 256);
+	assert_int_equal(cfg->commit_delay_us, 500);
 	assert_int_equal(cfg->n_providers, 1);
 	assert_string_equal(cfg->providers[0].name, "dryrun");
 	assert_string_equal(cfg->providers[0].type, "dryrun");
@@ -130,6 +131,7 @@ static const char FULL_CONFIG[] =
 	" \"jwt_secret\":\"a-long-enough-secret\",\"max_body_bytes\":2048,"
 	" \"http_threads\":2,\"connection_timeout_s\":5,"
 	" \"max_connections\":10,\"max_connections_per_ip\":3,"
+	" \"commit_delay_us\":0,"
 	" \"providers\":{"
 	"   \"fal\":{\"type\":\"http\",\"url\":\"https://fal.example/run\","
 	"     \"headers\":{\"Authorization\":\"Key ${env:KILN_TEST_FAL_KEY}\","
@@ -163,6 +165,7 @@ static void test_full_file(void **state)
 	assert_int_equal(cfg.connection_timeout_s, 5);
 	assert_int_equal(cfg.max_connections, 10);
 	assert_int_equal(cfg.max_connections_per_ip, 3);
+	assert_int_equal(cfg.commit_delay_us, 0);
 
 	assert_int_equal(cfg.n_providers, 3);
 	fal = kiln_config_provider(&cfg, "fal");
@@ -238,6 +241,9 @@ static const struct bad_case bad_cases[] = {
 	{"{\"max_body_bytes\":1073741825}", "max_body_bytes", "1073741824"},
 	{"{\"http_threads\":0}", "http_threads", "from 1 to 64"},
 	{"{\"http_threads\":65}", "http_threads", "from 1 to 64"},
+	{"{\"commit_delay_us\":-1}", "commit_delay_us", "from 0 to 100000"},
+	{"{\"commit_delay_us\":100001}", "commit_delay_us",
+	 "from 0 to 100000"},
 	{"{\"connection_timeout_s\":3601}", "connection_timeout_s", "3600"},
 	{"{\"max_connections\":0}", "max_connections", "1000000"},
 	{"{\"max_connections_per_ip\":1000001}", "max_connections_per_ip",

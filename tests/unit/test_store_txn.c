@@ -489,6 +489,31 @@ static void reset_calls(void)
 	kiln_store_on_workflow_end(on_then_ended, NULL);
 }
 
+/* Two writes' fns ran, in the order written, told KILN_OK, the first
+ * seeing saw rows k >= 200 committed. */
+static void assert_two_told(long first, long second, int64_t saw)
+{
+	assert_int_equal(n_calls, 2);
+	assert_int_equal(call_tag[0], first);
+	assert_int_equal(call_tag[1], second);
+	assert_int_equal(call_rc[0], KILN_OK);
+	assert_int_equal(call_rc[1], KILN_OK);
+	assert_int_equal(call_saw[0], saw);
+}
+
+static void wait_calls(int n)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 30;
+	pthread_mutex_lock(&step_lock);
+	while (n_calls < n &&
+	       pthread_cond_timedwait(&step_cond, &step_lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&step_lock);
+}
+
 static void test_then_alone_runs_at_once(void **state)
 {
 	struct kiln_write_stats before, after;
@@ -542,13 +567,8 @@ static void test_then_more_coming_waits_for_flush(void **state)
 	kiln_store_write_stats(&after);
 	assert_int_equal(after.commits - mid.commits, 1);
 	assert_int_equal(after.parts - before.parts, 2);
-	assert_int_equal(n_calls, 2);
 	/* In the order written, each seeing both rows committed. */
-	assert_int_equal(call_tag[0], 300);
-	assert_int_equal(call_tag[1], 301);
-	assert_int_equal(call_rc[0], KILN_OK);
-	assert_int_equal(call_rc[1], KILN_OK);
-	assert_int_equal(call_saw[0], 2);
+	assert_two_told(300, 301, 2);
 	assert_int_equal(n_ended_told, 1);
 	assert_string_equal(ended_told, "wf-300");
 
@@ -620,7 +640,6 @@ static void test_pool_running_dry_commits(void **state)
 {
 	struct kiln_pool *pool = NULL;
 	struct kiln_err err = {0};
-	struct timespec until;
 	int i;
 
 	(void)state;
@@ -634,19 +653,95 @@ static void test_pool_running_dry_commits(void **state)
 				 0);
 	/* Nothing else comes: the worker that finds the queue empty
 	 * commits what the jobs left open. */
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
-	pthread_mutex_lock(&step_lock);
-	while (n_calls < 3 &&
-	       pthread_cond_timedwait(&step_cond, &step_lock, &until) == 0)
-		;
-	pthread_mutex_unlock(&step_lock);
+	wait_calls(3);
 	assert_int_equal(n_calls, 3);
 	for (i = 0; i < 3; i++)
 		assert_int_equal(call_rc[i], KILN_OK);
 	assert_int_equal(count_where("k >= 500 AND k < 503"), 3);
 	kiln_pool_stop(pool);
 	kiln_store_on_workflow_end(NULL, NULL);
+}
+
+/* ---- the commit pacer ------------------------------------------------ */
+
+/* A write that waits for its commit, alone: committed at once, which
+ * also tells the pacer that commits are coming now. */
+static void write_sync(int64_t k)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	struct kiln_err err = {0};
+
+	assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+	assert_int_equal(insert_row(st, k, "sync"), SQLITE_DONE);
+	assert_int_equal(kiln_store_commit(st, &err), KILN_OK);
+}
+
+static void test_pacer_groups_writes_under_load(void **state)
+{
+	struct kiln_write_stats before, mid, after;
+	struct kiln_err err = {0};
+
+	(void)state;
+	reset_calls();
+	/* A long delay, so that nothing below depends on the clock. */
+	assert_int_equal(kiln_store_pacer_start(5 * 1000 * 1000, &err),
+			 KILN_OK);
+	write_sync(700);
+	kiln_store_write_stats(&before);
+	/* Right after a commit, writes alone that do not wait for theirs
+	 * (nothing more_coming) stay in one open group... */
+	assert_int_equal(write_then(701, 0, "wf-701"), KILN_OK);
+	assert_int_equal(write_then(702, 0, NULL), KILN_OK);
+	/* ...which a pool running dry leaves to the pacer. */
+	kiln_store_flush();
+	kiln_store_write_stats(&mid);
+	assert_int_equal(mid.commits - before.commits, 0);
+	assert_int_equal(mid.deferred - before.deferred, 2);
+	assert_int_equal(n_calls, 0);
+	assert_int_equal(count_where("k > 700"), 0);
+	/* Stopping it commits the group: one COMMIT for both, each fn told
+	 * KILN_OK, seeing both rows, after the hooks. */
+	kiln_store_pacer_stop();
+	wait_calls(2);
+	kiln_store_write_stats(&after);
+	assert_int_equal(after.commits - mid.commits, 1);
+	assert_two_told(701, 702, 3); /* 700, 701 and 702 */
+	assert_string_equal(ended_told, "wf-701");
+	/* Stopped: a write alone commits at once again. */
+	assert_int_equal(write_then(703, 0, NULL), KILN_OK);
+	assert_int_equal(n_calls, 3);
+	assert_int_equal(count_where("k > 700"), 3);
+	kiln_store_on_workflow_end(NULL, NULL);
+}
+
+static void test_pacer_commits_when_the_delay_is_up(void **state)
+{
+	struct kiln_write_stats before, after;
+	struct kiln_err err = {0};
+
+	(void)state;
+	reset_calls();
+	assert_int_equal(kiln_store_pacer_start(20 * 1000, &err), KILN_OK);
+	write_sync(800);
+	kiln_store_write_stats(&before);
+	assert_int_equal(write_then(801, 0, NULL), KILN_OK);
+	/* Nobody else writes or flushes: the pacer's thread commits it and
+	 * runs its fn. */
+	wait_calls(1);
+	assert_int_equal(n_calls, 1);
+	assert_int_equal(call_rc[0], KILN_OK);
+	assert_int_equal(call_saw[0], 2); /* 800 and 801 */
+	kiln_store_write_stats(&after);
+	assert_int_equal(after.commits - before.commits, 1);
+	assert_int_equal(after.deferred - before.deferred, 1);
+
+	/* After a quiet spell longer than the delay, a write alone commits
+	 * at once: no delay when there is no load. */
+	usleep(100 * 1000);
+	assert_int_equal(write_then(802, 0, NULL), KILN_OK);
+	assert_int_equal(n_calls, 2);
+	assert_int_equal(count_where("k > 800"), 2);
+	/* The store's shutdown (teardown) stops the pacer. */
 }
 
 int main(void)
@@ -672,6 +767,11 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_shutdown_commits_what_nobody_flushed, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pacer_groups_writes_under_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_pacer_commits_when_the_delay_is_up, setup,
 			teardown),
 	};
 
