@@ -25,7 +25,6 @@
  * writes the pages that many writes share once.  A write after a quiet
  * spell still commits at once.
  */
-#include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -63,7 +62,6 @@ static struct kiln_conn writer;
 static int writer_open;
 static int group_open;
 static int group_parts;
-static int64_t group_started_ms;
 static struct part_wait *group_waiters;
 static struct after_commit *group_after, **group_after_end = &group_after;
 /* Set while the open group holds a write nobody waits for, so that an
@@ -78,6 +76,8 @@ static int pacer_running, pacer_stopping, pacer_ready;
 static pthread_t pacer_thread;
 static pthread_cond_t pacer_wake; /* on CLOCK_MONOTONIC */
 static pthread_cond_t pacer_started = PTHREAD_COND_INITIALIZER;
+/* When the open group began and the last one was committed (monotonic
+ * µs), for the caps and the pacer. */
 static int64_t group_started_us, last_commit_us;
 /* Counters for kiln_store_write_stats (atomic: read without the lock). */
 static struct kiln_write_stats stats;
@@ -233,7 +233,7 @@ static int may_defer(int more_coming)
 	return (more_coming ||
 		__atomic_load_n(&waiting_writers, __ATOMIC_SEQ_CST) > 0) &&
 	       group_parts < GROUP_MAX &&
-	       kiln_now_ms() - group_started_ms < GROUP_MAX_MS;
+	       mono_us() - group_started_us < GROUP_MAX_MS * 1000;
 }
 
 /* Whether a write alone may still wait for the pacer: commits are coming
@@ -348,7 +348,6 @@ enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 		}
 		group_open = 1;
 		group_parts = 0;
-		group_started_ms = kiln_now_ms();
 		group_started_us = mono_us();
 	}
 	if (writer_exec(st, "SAVEPOINT part") != SQLITE_OK) {
