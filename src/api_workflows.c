@@ -97,24 +97,28 @@ struct create_later {
 
 /* The insert is committed (or lost), on the committing thread: starts
  * the first steps and answers the suspended create. */
-static void on_created(void *ctx, enum kiln_rc rc, json_t *out)
+static void on_created(void *ctx, enum kiln_rc rc, struct kiln_created *out)
 {
 	struct create_later *c = ctx;
 	struct kiln_resp resp = {0};
+	struct kiln_err err = {0};
 
 	if (rc != KILN_OK) {
-		struct kiln_err err = {0};
-
 		kiln_err_set(&err, rc, "", "store error: the workflow was not"
 					   " committed; nothing was created");
 		kiln_reply_error(&resp, &err);
 	} else {
-		kiln_engine_start_claimed(
-			c->engine, json_incref(json_object_get(out, "claims")));
-		kiln_reply_json(&resp, MHD_HTTP_CREATED,
-				json_incref(json_object_get(out, "workflow")));
+		kiln_engine_start_claimed(c->engine, out->claims);
+		if (out->body != NULL) {
+			kiln_reply_text(&resp, MHD_HTTP_CREATED, out->body,
+					out->body_len);
+		} else {
+			kiln_err_set(&err, KILN_ENOMEM, "",
+				     "out of memory for a created workflow's"
+				     " answer");
+			kiln_reply_error(&resp, &err);
+		}
 	}
-	json_decref(out);
 	kiln_later_send(c->later, &resp);
 	free(c);
 }
@@ -132,7 +136,6 @@ void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 	struct create_later *c = NULL;
 	struct kiln_claimer who;
 	struct kiln_err err = {0};
-	struct kiln_then then;
 	struct kiln_store *st;
 	char id[KILN_UUID_LEN];
 	int start = 1;
@@ -171,9 +174,8 @@ void kiln_api_workflow_create(struct kiln_req *req, struct kiln_resp *resp)
 		free(c);
 		goto out;
 	}
-	then = (struct kiln_then){on_created, c, 0};
-	if (kiln_store_insert_workflow_then(st, wf, &who, &then, &err) !=
-	    KILN_OK) {
+	if (kiln_store_insert_workflow_then(st, wf, &who, on_created, c,
+					    &err) != KILN_OK) {
 		kiln_later_cancel(c->later, resp);
 		free(c);
 		kiln_reply_error(resp, &err);

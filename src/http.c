@@ -131,7 +131,7 @@ static enum MHD_Result suspend(struct kiln_http *h, struct req_state *rs,
 	if (rs->has_tenant)
 		kiln_strlcpy(rs->tenant, req->principal.tenant,
 			     sizeof(rs->tenant));
-	json_decref(resp->body);
+	kiln_reply_drop(resp);
 	MHD_suspend_connection(req->conn);
 	kiln_waits_add(h->app->waits, req->conn, rs->wait_id,
 		       rs->wait_until_ms, resp->wait_seq);

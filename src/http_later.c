@@ -94,7 +94,7 @@ void kiln_later_send(struct kiln_later *l, struct kiln_resp *resp)
 	last = let_go(l);
 	pthread_mutex_unlock(&later_lock);
 	if (orphaned)
-		json_decref(resp->body);
+		kiln_reply_drop(resp);
 	if (last)
 		free(l);
 }
@@ -138,7 +138,7 @@ void kiln_later_drop(struct kiln_later *l)
 	if (l->state == LATER_SUSPENDED)
 		n_suspended--;
 	if (l->state == LATER_READY)
-		json_decref(l->resp.body); /* never sent */
+		kiln_reply_drop(&l->resp); /* never sent */
 	l->state = LATER_ORPHANED;
 	last = let_go(l);
 	pthread_mutex_unlock(&later_lock);

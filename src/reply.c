@@ -5,17 +5,36 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "kiln/http.h"
 #include "kiln/log.h"
 
-void kiln_reply_json(struct kiln_resp *resp, unsigned status, json_t *body)
+void kiln_reply_drop(struct kiln_resp *resp)
 {
 	json_decref(resp->body);
+	resp->body = NULL;
+	free(resp->text);
+	resp->text = NULL;
+	resp->text_len = 0;
+}
+
+void kiln_reply_json(struct kiln_resp *resp, unsigned status, json_t *body)
+{
+	kiln_reply_drop(resp);
 	resp->status = status;
 	resp->body = body;
+}
+
+void kiln_reply_text(struct kiln_resp *resp, unsigned status, char *text,
+		     size_t len)
+{
+	kiln_reply_drop(resp);
+	resp->status = status;
+	resp->text = text;
+	resp->text_len = len;
 }
 
 void kiln_reply_detail(struct kiln_resp *resp, unsigned status,
@@ -114,12 +133,12 @@ enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
 {
 	struct MHD_Response *r;
 	char *text;
+	size_t len;
 	enum MHD_Result ret;
 	char num[16];
 
 	if (resp->has_file) {
-		json_decref(resp->body);
-		resp->body = NULL;
+		kiln_reply_drop(resp);
 		r = MHD_create_response_from_fd((uint64_t)resp->file_size,
 						resp->file_fd);
 		if (r == NULL) {
@@ -132,15 +151,20 @@ enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
 		MHD_destroy_response(r);
 		return ret;
 	}
-	if (resp->body == NULL)
-		resp->body = json_object();
-	text = json_dumps(resp->body, JSON_COMPACT);
-	json_decref(resp->body);
-	resp->body = NULL;
+	if (resp->text != NULL) {
+		text = resp->text;
+		len = resp->text_len;
+		resp->text = NULL;
+	} else {
+		if (resp->body == NULL)
+			resp->body = json_object();
+		text = json_dumps(resp->body, JSON_COMPACT);
+		len = text ? strlen(text) : 0;
+	}
+	kiln_reply_drop(resp);
 	if (text == NULL)
 		return MHD_NO;
-	r = MHD_create_response_from_buffer(strlen(text), text,
-					    MHD_RESPMEM_MUST_FREE);
+	r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (r == NULL) {
 		free(text);
 		return MHD_NO;

@@ -83,6 +83,30 @@ void kiln_copy_set(json_t *o, const json_t *from,
 	}
 }
 
+void kiln_copy_write(struct kiln_jw *w, const json_t *from,
+		     const struct kiln_copy_spec *spec, size_t n)
+{
+	size_t i;
+	const json_t *v;
+
+	for (i = 0; i < n; i++) {
+		v = json_object_get(from, spec[i].src);
+		kiln_jw_key(w, spec[i].key);
+		if (spec[i].kind == KILN_COPY_TEXT)
+			v = json_is_string(v) ? v : NULL;
+		else if (v != NULL && json_is_null(v))
+			v = NULL;
+		if (v != NULL)
+			kiln_jw_json(w, v);
+		else if (spec[i].kind == KILN_COPY_OBJECT)
+			kiln_jw_raw(w, "{}");
+		else if (spec[i].kind == KILN_COPY_ARRAY)
+			kiln_jw_raw(w, "[]");
+		else
+			kiln_jw_null(w);
+	}
+}
+
 void kiln_bind_str(sqlite3_stmt *s, int i, const json_t *v)
 {
 	if (json_is_string(v))

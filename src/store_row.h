@@ -8,6 +8,8 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "kiln/json_writer.h"
+
 /* New JSON values from column i (json null for SQL NULL). */
 json_t *kiln_col_text(sqlite3_stmt *s, int i);
 json_t *kiln_col_json(sqlite3_stmt *s, int i); /* parses stored JSON text */
@@ -60,6 +62,11 @@ void kiln_copy_set(json_t *o, const json_t *from,
 		   const struct kiln_copy_spec *spec, size_t n);
 #define KILN_COPY_SET(o, from, spec)                                          \
 	kiln_copy_set((o), (from), (spec), sizeof(spec) / sizeof((spec)[0]))
+/* The same pairs written as JSON text ("key":value,...) into w. */
+void kiln_copy_write(struct kiln_jw *w, const json_t *from,
+		     const struct kiln_copy_spec *spec, size_t n);
+#define KILN_COPY_WRITE(w, from, spec)                                        \
+	kiln_copy_write((w), (from), (spec), sizeof(spec) / sizeof((spec)[0]))
 
 /* Binds a JSON string (or NULL/json null -> SQL NULL) as text. */
 void kiln_bind_str(sqlite3_stmt *s, int i, const json_t *v);

@@ -493,40 +493,50 @@ static const struct kiln_copy_spec NEW_STEP[] = {
 	{"input_mappings", "input_mappings", KILN_COPY_ARRAY},
 };
 
-/* A step as render_step would read it back right after insert_at. */
-static json_t *render_new_step(const json_t *step, const json_t *claim,
-			       int64_t now, json_t *now_text)
+static void null_at(struct kiln_jw *w, const char *key)
 {
-	json_t *o = json_object();
+	kiln_jw_key(w, key);
+	kiln_jw_null(w);
+}
 
-	KILN_COPY_SET(o, step, NEW_STEP);
-	json_object_set_new(o, "status",
-			    json_string(claim ? "RUNNING" : "PENDING"));
-	json_object_set_new(
-		o, "task_id",
-		kiln_value_text(claim ? json_object_get(claim, "task_id")
-				      : NULL));
-	json_object_set_new(o, "result", json_null());
-	json_object_set_new(o, "error_message", json_null());
-	json_object_set_new(o, "started_at",
-			    claim ? json_incref(now_text) : json_null());
-	json_object_set_new(o, "completed_at", json_null());
-	json_object_set_new(o, "retry_count", json_integer(0));
-	json_object_set_new(o, "max_retries",
-			    json_integer(json_integer_value(
-				    json_object_get(step, "max_retries"))));
-	json_object_set_new(o, "created_at", json_incref(now_text));
-	json_object_set_new(o, "updated_at", json_incref(now_text));
-	json_object_set_new(
-		o, "attempts",
-		claim ? kiln_claim_first_attempts(
-				json_string_value(
-					json_object_get(step, "provider")),
-				now)
-		      : json_array());
-	json_object_set_new(o, "provider_used", json_null());
-	json_object_set_new(o, "provider_job_id", json_null());
-	return o;
+/* A step as render_step would read it back right after insert_at. */
+static void write_new_step(struct kiln_jw *w, const json_t *step,
+			   const json_t *claim, int64_t now,
+			   const char *now_text)
+{
+	kiln_jw_open(w, '{');
+	KILN_COPY_WRITE(w, step, NEW_STEP);
+	kiln_jw_key(w, "status");
+	kiln_jw_str(w, claim ? "RUNNING" : "PENDING");
+	kiln_jw_key(w, "task_id");
+	kiln_jw_json(w, claim ? json_object_get(claim, "task_id") : NULL);
+	null_at(w, "result");
+	null_at(w, "error_message");
+	kiln_jw_key(w, "started_at");
+	kiln_jw_str(w, claim ? now_text : NULL);
+	null_at(w, "completed_at");
+	kiln_jw_key(w, "retry_count");
+	kiln_jw_int(w, 0);
+	kiln_jw_key(w, "max_retries");
+	kiln_jw_int(w, json_integer_value(json_object_get(step, "max_retries")));
+	kiln_jw_key(w, "created_at");
+	kiln_jw_str(w, now_text);
+	kiln_jw_key(w, "updated_at");
+	kiln_jw_str(w, now_text);
+	kiln_jw_key(w, "attempts");
+	if (claim != NULL) {
+		json_t *attempts = kiln_claim_first_attempts(
+			json_string_value(json_object_get(step, "provider")),
+			now);
+
+		kiln_jw_json(w, attempts);
+		json_decref(attempts);
+	} else {
+		kiln_jw_raw(w, "[]");
+	}
+	null_at(w, "provider_used");
+	null_at(w, "provider_job_id");
+	kiln_jw_close(w, '}');
 }
 
 /* The WorkflowPublic that kiln_store_get_workflow would render right
@@ -559,85 +569,100 @@ static const struct kiln_copy_spec NEW_WF_TAIL[] = {
 	{"batch_id", "batch_id", KILN_COPY_TEXT},
 };
 
-static json_t *render_new_workflow(const json_t *wf, const json_t *claims,
-				   int64_t now)
+/* Its JSON text (NULL when out of memory), *len bytes. */
+static char *render_new_workflow(const json_t *wf, const json_t *claims,
+				 int64_t now, size_t *len)
 {
 	int running = strcmp(json_string_value(json_object_get(wf, "status")),
 			     "RUNNING") == 0;
 	json_t *steps = json_object_get(wf, "steps");
 	json_t *suppress = json_object_get(wf, "suppress_subtask_events");
 	json_t *version = json_object_get(wf, "template_version");
-	json_t *o = json_object(), *list = json_array();
-	json_t *current = json_null();
-	char buf[KILN_RFC3339_LEN];
-	json_t *now_text;
+	const json_t *current = NULL;
+	struct kiln_jw w = {0};
+	char now_text[KILN_RFC3339_LEN];
 	size_t i;
 
-	kiln_rfc3339(now, buf);
-	now_text = json_string(buf);
-	for (i = 0; i < json_array_size(steps); i++) {
+	kiln_rfc3339(now, now_text);
+	for (i = 0; current == NULL && i < json_array_size(steps); i++) {
 		const json_t *step = json_array_get(steps, i);
-		const json_t *claim = claim_of(
-			claims, json_string_value(json_object_get(step, "uuid")));
 
-		if (claim != NULL && json_is_null(current))
-			current = kiln_value_text(json_object_get(step, "id"));
-		json_array_append_new(list, render_new_step(step, claim, now,
-							    now_text));
+		if (claim_of(claims, json_string_value(
+					     json_object_get(step, "uuid"))))
+			current = json_object_get(step, "id");
 	}
 	/* WF_ROW's keys, then render_steps'. */
-	KILN_COPY_SET(o, wf, NEW_WF_HEAD);
-	json_object_set_new(o, "total_steps",
-			    json_integer((json_int_t)json_array_size(steps)));
-	json_object_set_new(o, "completed_steps", json_integer(0));
-	json_object_set_new(o, "progress", json_real(0));
-	json_object_set_new(o, "current_step", current);
-	KILN_COPY_SET(o, wf, NEW_WF_FINAL);
-	json_object_set_new(o, "final_step_result", json_null());
-	json_object_set_new(o, "canvas_task_id", json_null());
-	KILN_COPY_SET(o, wf, NEW_WF_CONFIG);
-	json_object_set_new(o, "suppress_subtask_events",
-			    json_boolean(suppress == NULL ||
-					 json_is_true(suppress)));
-	KILN_COPY_SET(o, wf, NEW_WF_ORIGIN);
-	json_object_set_new(o, "error_message", json_null());
-	json_object_set_new(o, "errors", json_array());
-	json_object_set_new(o, "started_at",
-			    running ? json_incref(now_text) : json_null());
-	json_object_set_new(o, "completed_at", json_null());
-	json_object_set_new(o, "created_at", json_incref(now_text));
-	json_object_set_new(o, "updated_at", json_incref(now_text));
-	json_object_set_new(o, "is_deleted", json_false());
-	json_object_set_new(o, "deleted_at", json_null());
-	KILN_COPY_SET(o, wf, NEW_WF_TEMPLATE);
-	json_object_set_new(o, "template_version",
-			    json_is_integer(version)
-				    ? json_integer(json_integer_value(version))
-				    : json_null());
-	KILN_COPY_SET(o, wf, NEW_WF_TAIL);
-	json_object_set_new(o, "steps", list);
-	json_decref(now_text);
-	return o;
+	kiln_jw_open(&w, '{');
+	KILN_COPY_WRITE(&w, wf, NEW_WF_HEAD);
+	kiln_jw_key(&w, "total_steps");
+	kiln_jw_int(&w, (int64_t)json_array_size(steps));
+	kiln_jw_key(&w, "completed_steps");
+	kiln_jw_int(&w, 0);
+	kiln_jw_key(&w, "progress");
+	kiln_jw_raw(&w, "0.0"); /* as jansson writes the real 0 */
+	kiln_jw_key(&w, "current_step");
+	kiln_jw_json(&w, json_is_string(current) ? current : NULL);
+	KILN_COPY_WRITE(&w, wf, NEW_WF_FINAL);
+	null_at(&w, "final_step_result");
+	null_at(&w, "canvas_task_id");
+	KILN_COPY_WRITE(&w, wf, NEW_WF_CONFIG);
+	kiln_jw_key(&w, "suppress_subtask_events");
+	kiln_jw_bool(&w, suppress == NULL || json_is_true(suppress));
+	KILN_COPY_WRITE(&w, wf, NEW_WF_ORIGIN);
+	null_at(&w, "error_message");
+	kiln_jw_key(&w, "errors");
+	kiln_jw_raw(&w, "[]");
+	kiln_jw_key(&w, "started_at");
+	kiln_jw_str(&w, running ? now_text : NULL);
+	null_at(&w, "completed_at");
+	kiln_jw_key(&w, "created_at");
+	kiln_jw_str(&w, now_text);
+	kiln_jw_key(&w, "updated_at");
+	kiln_jw_str(&w, now_text);
+	kiln_jw_key(&w, "is_deleted");
+	kiln_jw_bool(&w, 0);
+	null_at(&w, "deleted_at");
+	KILN_COPY_WRITE(&w, wf, NEW_WF_TEMPLATE);
+	kiln_jw_key(&w, "template_version");
+	if (json_is_integer(version))
+		kiln_jw_int(&w, json_integer_value(version));
+	else
+		kiln_jw_null(&w);
+	KILN_COPY_WRITE(&w, wf, NEW_WF_TAIL);
+	kiln_jw_key(&w, "steps");
+	kiln_jw_open(&w, '[');
+	for (i = 0; i < json_array_size(steps); i++) {
+		const json_t *step = json_array_get(steps, i);
+
+		write_new_step(&w, step,
+			       claim_of(claims, json_string_value(json_object_get(
+							step, "uuid"))),
+			       now, now_text);
+	}
+	kiln_jw_close(&w, ']');
+	kiln_jw_close(&w, '}');
+	return kiln_jw_take(&w, len);
 }
 
 /* After the commit of insert_at(wf, now): the claims of the steps it
- * inserted claimed (*claims) and the 201 body.  Nothing has run yet (the
- * claims are the caller's to start), so this is what a read would find. */
-static json_t *created_view(const json_t *wf, const json_t *task_ids,
-			    int64_t now, json_t **claims)
+ * inserted claimed and the 201 body.  Nothing has run yet (the claims
+ * are the caller's to start), so this is what a read would find. */
+static void created_view(const json_t *wf, const json_t *task_ids,
+			 int64_t now, struct kiln_created *out)
 {
-	*claims = json_array();
-	claims_of_new(wf, task_ids, now, *claims);
-	return render_new_workflow(wf, *claims, now);
+	out->claims = json_array();
+	claims_of_new(wf, task_ids, now, out->claims);
+	out->body = render_new_workflow(wf, out->claims, now, &out->body_len);
 }
 
 enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 					const json_t *wf,
 					const struct kiln_claimer *who,
-					json_t **claims, json_t **rendered,
+					json_t **claims, char **rendered,
 					struct kiln_err *err)
 {
-	json_t *task_ids = json_array(), *claimed, *view;
+	json_t *task_ids = json_array();
+	struct kiln_created view;
 	int64_t now = kiln_now_ms();
 	enum kiln_rc rc;
 
@@ -659,22 +684,23 @@ enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 		json_decref(task_ids);
 		return rc;
 	}
-	view = created_view(wf, task_ids, now, &claimed);
+	created_view(wf, task_ids, now, &view);
 	json_decref(task_ids);
 	if (rendered != NULL)
-		*rendered = view;
+		*rendered = view.body;
 	else
-		json_decref(view);
+		free(view.body);
 	if (claims != NULL)
-		*claims = claimed;
+		*claims = view.claims;
 	else
-		json_decref(claimed);
+		json_decref(view.claims);
 	return KILN_OK;
 }
 
 /* kiln_store_insert_workflow_then's write, waiting for its commit. */
 struct inserted {
-	struct kiln_then then;
+	kiln_created_fn fn;
+	void *ctx;
 	json_t *wf;
 	int64_t now;
 };
@@ -684,17 +710,12 @@ struct inserted {
 static void on_inserted(void *ctx, enum kiln_rc rc, json_t *task_ids)
 {
 	struct inserted *in = ctx;
-	json_t *out = NULL;
+	struct kiln_created out = {0};
 
-	if (rc == KILN_OK) {
-		json_t *claimed, *view;
-
-		view = created_view(in->wf, task_ids, in->now, &claimed);
-		out = json_pack("{s:o, s:o}", "workflow", view, "claims",
-				claimed);
-	}
+	if (rc == KILN_OK)
+		created_view(in->wf, task_ids, in->now, &out);
 	json_decref(task_ids);
-	in->then.fn(in->then.ctx, rc, out);
+	in->fn(in->ctx, rc, &out);
 	json_decref(in->wf);
 	free(in);
 }
@@ -702,11 +723,11 @@ static void on_inserted(void *ctx, enum kiln_rc rc, json_t *task_ids)
 enum kiln_rc kiln_store_insert_workflow_then(struct kiln_store *st,
 					     const json_t *wf,
 					     const struct kiln_claimer *who,
-					     const struct kiln_then *then,
+					     kiln_created_fn fn, void *ctx,
 					     struct kiln_err *err)
 {
 	struct inserted *in = malloc(sizeof(*in));
-	struct kiln_then mine = {on_inserted, in, then->more_coming};
+	struct kiln_then mine = {on_inserted, in, 0};
 	json_t *task_ids = json_array();
 	enum kiln_rc rc;
 
@@ -715,7 +736,8 @@ enum kiln_rc kiln_store_insert_workflow_then(struct kiln_store *st,
 		json_decref(task_ids);
 		return kiln_err_set(err, KILN_ENOMEM, "", "out of memory");
 	}
-	in->then = *then;
+	in->fn = fn;
+	in->ctx = ctx;
 	in->wf = json_incref((json_t *)wf);
 	in->now = kiln_now_ms();
 	rc = kiln_store_begin(st, err);

@@ -49,6 +49,10 @@ struct kiln_req {
 struct kiln_resp {
 	unsigned status;
 	json_t *body;            /* owned */
+	/* Or the body as JSON text already (owned, text_len bytes), sent
+	 * as it is: an answer written without a jansson tree. */
+	char *text;
+	size_t text_len;
 	char allow[64];          /* for 405: "GET, POST" */
 	int is_auth_challenge;   /* adds WWW-Authenticate: Bearer */
 	int retry_after_s;       /* > 0 adds Retry-After */
@@ -141,6 +145,11 @@ void kiln_router_dispatch(struct kiln_req *req, struct kiln_resp *resp);
 /* ---- reply.c: the one place that maps errors to statuses ---- */
 /* resp takes body (steals the reference). */
 void kiln_reply_json(struct kiln_resp *resp, unsigned status, json_t *body);
+/* resp takes text, a JSON body of len bytes (malloc'd). */
+void kiln_reply_text(struct kiln_resp *resp, unsigned status, char *text,
+		     size_t len);
+/* Frees resp's body, either form (an answer that will not be sent). */
+void kiln_reply_drop(struct kiln_resp *resp);
 /* {"detail": "<formatted>"} */
 void kiln_reply_detail(struct kiln_resp *resp, unsigned status,
 		       const char *fmt, ...) KILN_PRINTF(3, 4);

@@ -100,24 +100,36 @@ struct kiln_claimer {
  * Times are now.  A RUNNING workflow's first steps (no dependencies) are
  * inserted claimed for who (*claims, when claims and who are not NULL).
  * *rendered (when not NULL) is the WorkflowPublic a read right after the
- * commit would give, built from the values written; both are owned by
- * the caller.
+ * commit would give, as JSON text, built from the values written; both
+ * are owned by the caller.
  * Returns KILN_OK once committed.
  */
 enum kiln_rc kiln_store_insert_workflow(struct kiln_store *st,
 					const json_t *wf,
 					const struct kiln_claimer *who,
-					json_t **claims, json_t **rendered,
+					json_t **claims, char **rendered,
 					struct kiln_err *err) KILN_WARN_UNUSED;
+
+/* What a committed create hands on, all owned by the receiver: the
+ * claims of the steps inserted claimed (to start), and the 201 body,
+ * the WorkflowPublic a read would give, as JSON text (NULL when out of
+ * memory; the workflow is stored all the same). */
+struct kiln_created {
+	json_t *claims;
+	char *body;
+	size_t body_len;
+};
+typedef void (*kiln_created_fn)(void *ctx, enum kiln_rc rc,
+				struct kiln_created *out);
 
 /* The same without waiting for the commit (kiln_store_commit_then).  wf
  * is kept (a reference) until then and must not change.  KILN_OK means
- * then->fn will be called with {"workflow": the 201 body, "claims":
- * [...]} once the insert is committed (NULL if it was lost). */
+ * fn(ctx, ...) will be called once the insert is committed (rc KILN_OK)
+ * or lost (out all NULL). */
 enum kiln_rc kiln_store_insert_workflow_then(struct kiln_store *st,
 					     const json_t *wf,
 					     const struct kiln_claimer *who,
-					     const struct kiln_then *then,
+					     kiln_created_fn fn, void *ctx,
 					     struct kiln_err *err)
 	KILN_WARN_UNUSED;
 

@@ -1,0 +1,134 @@
+/*
+ * test_json_writer.c - the JSON writer's text is json_dumps' text for the
+ * same values, byte for byte.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kiln/json_writer.h"
+
+/* Checks w's text against json_dumps(expected, compact) and frees both. */
+static void assert_same(struct kiln_jw *w, json_t *expected)
+{
+	char *want = json_dumps(expected, JSON_COMPACT | JSON_ENCODE_ANY);
+	size_t len = 0;
+	char *got = kiln_jw_take(w, &len);
+
+	assert_non_null(want);
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	assert_int_equal(len, strlen(want));
+	free(want);
+	free(got);
+	json_decref(expected);
+}
+
+/* Every byte below 0x80, NUL included, escaped as jansson escapes it;
+ * UTF-8 above it passes as it is. */
+static void test_strings_escape_like_jansson(void **state)
+{
+	char s[160];
+	struct kiln_jw w = {0};
+	size_t i, n = 0;
+
+	(void)state;
+	for (i = 0; i < 0x80; i++)
+		s[n++] = (char)i;
+	memcpy(s + n, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80/", 10);
+	n += 10;
+	kiln_jw_strn(&w, s, n);
+	assert_same(&w, json_stringn(s, n));
+
+	kiln_jw_str(&w, "");
+	assert_same(&w, json_string(""));
+	kiln_jw_str(&w, NULL);
+	assert_same(&w, json_null());
+}
+
+/* Keys, values and containers get their commas, and only where needed. */
+static void test_containers_and_commas(void **state)
+{
+	struct kiln_jw w = {0};
+	json_t *inner = json_pack("{s:[i,f,s,b,n], s:{}}", "a", 1, 2.5, "x",
+				  1, "e");
+
+	(void)state;
+	kiln_jw_open(&w, '{');
+	kiln_jw_key(&w, "n");
+	kiln_jw_int(&w, INT64_MIN);
+	kiln_jw_key(&w, "m");
+	kiln_jw_int(&w, INT64_MAX);
+	kiln_jw_key(&w, "t");
+	kiln_jw_bool(&w, 1);
+	kiln_jw_key(&w, "f");
+	kiln_jw_bool(&w, 0);
+	kiln_jw_key(&w, "z");
+	kiln_jw_null(&w);
+	kiln_jw_key(&w, "real");
+	kiln_jw_raw(&w, "0.0");
+	kiln_jw_key(&w, "empty");
+	kiln_jw_open(&w, '[');
+	kiln_jw_close(&w, ']');
+	kiln_jw_key(&w, "list");
+	kiln_jw_open(&w, '[');
+	kiln_jw_open(&w, '{');
+	kiln_jw_close(&w, '}');
+	kiln_jw_open(&w, '[');
+	kiln_jw_int(&w, 7);
+	kiln_jw_str(&w, "q\"");
+	kiln_jw_close(&w, ']');
+	kiln_jw_json(&w, inner);
+	kiln_jw_json(&w, NULL);
+	kiln_jw_close(&w, ']');
+	kiln_jw_key(&w, "tree");
+	kiln_jw_json(&w, inner);
+	kiln_jw_key(&w, "s");
+	kiln_jw_json(&w, json_object_get(json_array_get(
+				 json_object_get(inner, "a"), 0), "none"));
+	kiln_jw_close(&w, '}');
+	assert_same(&w,
+		    json_pack("{s:I, s:I, s:b, s:b, s:n, s:f, s:[], "
+			      "s:[{}, [i, s], O, n], s:O, s:n}",
+			      "n", (json_int_t)INT64_MIN, "m",
+			      (json_int_t)INT64_MAX, "t", 1, "f", 0, "z",
+			      "real", 0.0, "empty", "list", 7, "q\"", inner,
+			      "tree", inner, "s"));
+	json_decref(inner);
+}
+
+/* An empty writer gives "", not NULL; kiln_jw_free leaves it empty. */
+static void test_take_and_free(void **state)
+{
+	struct kiln_jw w = {0};
+	size_t len = 99;
+	char *text = kiln_jw_take(&w, &len);
+
+	(void)state;
+	assert_non_null(text);
+	assert_string_equal(text, "");
+	assert_int_equal(len, 0);
+	free(text);
+	kiln_jw_str(&w, "abc");
+	kiln_jw_free(&w);
+	assert_null(w.buf);
+	assert_int_equal(w.len, 0);
+	kiln_jw_int(&w, 5); /* usable again, without a comma */
+	assert_same(&w, json_integer(5));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_strings_escape_like_jansson),
+		cmocka_unit_test(test_containers_and_commas),
+		cmocka_unit_test(test_take_and_free),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
