@@ -27,6 +27,7 @@
 #include "kiln/artifacts.h"
 #include "kiln/engine.h"
 #include "kiln/io_loop.h"
+#include "kiln/json_writer.h"
 #include "kiln/log.h"
 #include "kiln/mapping.h"
 #include "kiln/pool.h"
@@ -738,7 +739,7 @@ static void attempt(struct run *r)
 	/* While the call is out, the input is a few bytes of text rather
 	 * than a tree: thousands of calls are out at once. */
 	if (r->input_text == NULL)
-		r->input_text = json_dumps(r->input, JSON_COMPACT);
+		r->input_text = kiln_jw_dump(r->input);
 	if (r->input_text != NULL) {
 		json_decref(r->input);
 		r->input = NULL;

@@ -18,7 +18,8 @@ static int grow(struct kiln_jw *w, size_t more)
 		return -1;
 	if (w->len + more + 1 <= w->cap)
 		return 0;
-	cap = w->cap ? w->cap : 1024;
+	/* Most answers fit the first buffer: no realloc on the way. */
+	cap = w->cap ? w->cap : 4096;
 	while (cap < w->len + more + 1)
 		cap *= 2;
 	nb = realloc(w->buf, cap);
@@ -147,28 +148,96 @@ void kiln_jw_raw(struct kiln_jw *w, const char *text)
 	put(w, text, strlen(text));
 }
 
-static int put_cb(const char *s, size_t n, void *data)
+/* A real as jansson writes it (strconv.c, jsonp_dtostr with precision
+ * 17): "%.17g", ".0" added when it would read back as an integer, and
+ * the exponent without '+' or leading zeros. */
+static void put_real(struct kiln_jw *w, double v)
 {
-	struct kiln_jw *w = data;
+	char num[40], *e, *digits;
+	int n = snprintf(num, sizeof(num), "%.17g", v);
 
-	put(w, s, n);
-	return w->failed ? -1 : 0;
+	if (n < 0 || (size_t)n >= sizeof(num) - 3) {
+		w->failed = 1;
+		return;
+	}
+	if (strchr(num, '.') == NULL && strchr(num, 'e') == NULL) {
+		memcpy(num + n, ".0", 3);
+		n += 2;
+	}
+	e = strchr(num, 'e');
+	if (e != NULL) {
+		e++;
+		digits = e + 1;
+		if (*e == '-')
+			e++;
+		while (*digits == '0')
+			digits++;
+		memmove(e, digits, strlen(digits) + 1);
+		n = (int)strlen(num);
+	}
+	put(w, num, (size_t)n);
+}
+
+/* v dumped as json_dumps(v, JSON_COMPACT) would: objects in their keys'
+ * order of insertion, which is jansson's unsorted order too. */
+static void put_value(struct kiln_jw *w, const json_t *v)
+{
+	const char *key;
+	json_t *item;
+	size_t i;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		kiln_jw_open(w, '{');
+		json_object_foreach((json_t *)v, key, item) {
+			kiln_jw_key(w, key);
+			put_value(w, item);
+		}
+		kiln_jw_close(w, '}');
+		break;
+	case JSON_ARRAY:
+		kiln_jw_open(w, '[');
+		json_array_foreach(v, i, item)
+			put_value(w, item);
+		kiln_jw_close(w, ']');
+		break;
+	case JSON_STRING:
+		kiln_jw_strn(w, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		kiln_jw_int(w, json_integer_value(v));
+		break;
+	case JSON_REAL:
+		sep(w);
+		put_real(w, json_real_value(v));
+		break;
+	case JSON_TRUE:
+		kiln_jw_raw(w, "true");
+		break;
+	case JSON_FALSE:
+		kiln_jw_raw(w, "false");
+		break;
+	case JSON_NULL:
+	default:
+		kiln_jw_null(w);
+		break;
+	}
 }
 
 void kiln_jw_json(struct kiln_jw *w, const json_t *v)
 {
-	if (v == NULL) {
+	if (v == NULL)
 		kiln_jw_null(w);
-		return;
-	}
-	if (json_is_string(v)) {
-		kiln_jw_strn(w, json_string_value(v), json_string_length(v));
-		return;
-	}
-	sep(w);
-	if (json_dump_callback(v, put_cb, w, JSON_COMPACT | JSON_ENCODE_ANY) !=
-	    0)
-		w->failed = 1;
+	else
+		put_value(w, v);
+}
+
+char *kiln_jw_dump(const json_t *v)
+{
+	struct kiln_jw w = {0};
+
+	kiln_jw_json(&w, v);
+	return kiln_jw_take(&w, NULL);
 }
 
 char *kiln_jw_take(struct kiln_jw *w, size_t *len)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kiln/json_writer.h"
 #include "kiln/provider.h"
 #include "kiln/utf8.h"
 
@@ -85,7 +86,7 @@ kiln_provider_request(const struct kiln_provider_cfg *p, const char *method,
 	if (!req->method || !req->url)
 		goto oom;
 	if (body != NULL) {
-		req->body = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+		req->body = kiln_jw_dump(body);
 		if (req->body == NULL)
 			goto oom;
 		req->body_len = strlen(req->body);

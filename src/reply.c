@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kiln/http.h"
+#include "kiln/json_writer.h"
 #include "kiln/log.h"
 
 void kiln_reply_drop(struct kiln_resp *resp)
@@ -158,7 +159,7 @@ enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
 	} else {
 		if (resp->body == NULL)
 			resp->body = json_object();
-		text = json_dumps(resp->body, JSON_COMPACT);
+		text = kiln_jw_dump(resp->body);
 		len = text ? strlen(text) : 0;
 	}
 	kiln_reply_drop(resp);

@@ -128,7 +128,7 @@ void kiln_bind_json(sqlite3_stmt *s, int i, const json_t *v,
 			sqlite3_bind_null(s, i);
 		return;
 	}
-	text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	text = kiln_jw_dump(v);
 	if (text == NULL) {
 		sqlite3_bind_null(s, i);
 		return;

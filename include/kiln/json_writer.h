@@ -39,6 +39,9 @@ void kiln_jw_bool(struct kiln_jw *w, int v);
 void kiln_jw_null(struct kiln_jw *w);
 /* Any jansson value, dumped compact; NULL writes null. */
 void kiln_jw_json(struct kiln_jw *w, const json_t *v);
+/* json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), faster (no loop check,
+ * no allocations but the text's); NULL when out of memory. */
+char *kiln_jw_dump(const json_t *v);
 /* A value given as JSON text already (e.g. "0.0", "[]"). */
 void kiln_jw_raw(struct kiln_jw *w, const char *text);
 

@@ -122,12 +122,61 @@ static void test_take_and_free(void **state)
 	assert_same(&w, json_integer(5));
 }
 
+/* Whole trees, reals of every form and keys that need escapes: the same
+ * text as json_dumps. */
+static void test_dump_matches_jansson(void **state)
+{
+	static const char *const texts[] = {
+		"{\"a\":1,\"b\":[1.5,2.0,-0.0,1e300,1e-300,0.1,123456789.125,"
+		"-1.7976931348623157e308,5e-324,1e21,1e16,12345678901234567]}",
+		"{\"k\\\"\\u0001\\u00e9\":{\"z\":{},\"y\":[],\"x\":[[],[{}]]},"
+		"\"t\":true,\"f\":false,\"n\":null,\"s\":\"a/b\\\\c\"}",
+		"[]", "[\"\"]", "{}",
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		json_error_t jerr;
+		json_t *v = json_loads(texts[i], 0, &jerr);
+		char *want, *got;
+
+		if (v == NULL)
+			fail_msg("%s: %s", texts[i], jerr.text);
+		want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		got = kiln_jw_dump(v);
+		assert_non_null(got);
+		assert_string_equal(got, want);
+		free(want);
+		free(got);
+		json_decref(v);
+	}
+	/* A real built in C, and a scalar alone. */
+	{
+		json_t *v = json_pack("[f,f,f,I]", 3.0, 1.0 / 3.0, 1e100,
+				      (json_int_t)-42);
+		char *want = json_dumps(v, JSON_COMPACT);
+		char *got = kiln_jw_dump(v);
+
+		assert_string_equal(got, want);
+		free(want);
+		free(got);
+		json_decref(v);
+		v = json_real(0.5);
+		got = kiln_jw_dump(v);
+		assert_string_equal(got, "0.5");
+		free(got);
+		json_decref(v);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strings_escape_like_jansson),
 		cmocka_unit_test(test_containers_and_commas),
 		cmocka_unit_test(test_take_and_free),
+		cmocka_unit_test(test_dump_matches_jansson),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
