@@ -18,8 +18,7 @@ static int grow(struct kiln_jw *w, size_t more)
 		return -1;
 	if (w->len + more + 1 <= w->cap)
 		return 0;
-	/* Most answers fit the first buffer: no realloc on the way. */
-	cap = w->cap ? w->cap : 4096;
+	cap = w->cap ? w->cap : 256;
 	while (cap < w->len + more + 1)
 		cap *= 2;
 	nb = realloc(w->buf, cap);
@@ -232,12 +231,24 @@ void kiln_jw_json(struct kiln_jw *w, const json_t *v)
 		put_value(w, v);
 }
 
+void kiln_jw_reserve(struct kiln_jw *w, size_t n)
+{
+	if (n > w->len)
+		(void)grow(w, n - w->len);
+}
+
 char *kiln_jw_dump(const json_t *v)
 {
 	struct kiln_jw w = {0};
+	size_t len;
+	char *text, *fit;
 
 	kiln_jw_json(&w, v);
-	return kiln_jw_take(&w, NULL);
+	text = kiln_jw_take(&w, &len);
+	/* Some of these texts are kept while a call is out, thousands at
+	 * once: no slack. */
+	fit = text ? realloc(text, len + 1) : NULL;
+	return fit ? fit : text;
 }
 
 char *kiln_jw_take(struct kiln_jw *w, size_t *len)

@@ -591,6 +591,8 @@ static char *render_new_workflow(const json_t *wf, const json_t *claims,
 					     json_object_get(step, "uuid"))))
 			current = json_object_get(step, "id");
 	}
+	/* About 1 KiB a step: written without reallocations. */
+	kiln_jw_reserve(&w, 1024 + 1024 * json_array_size(steps));
 	/* WF_ROW's keys, then render_steps'. */
 	kiln_jw_open(&w, '{');
 	KILN_COPY_WRITE(&w, wf, NEW_WF_HEAD);

@@ -25,6 +25,9 @@ struct kiln_jw {
 	int failed;
 };
 
+/* Room for n bytes in all, so a text of about that size is written
+ * without reallocations. */
+void kiln_jw_reserve(struct kiln_jw *w, size_t n);
 /* '{' or '[' (after a comma if needed), and '}' or ']'. */
 void kiln_jw_open(struct kiln_jw *w, char bracket);
 void kiln_jw_close(struct kiln_jw *w, char bracket);
@@ -40,7 +43,8 @@ void kiln_jw_null(struct kiln_jw *w);
 /* Any jansson value, dumped compact; NULL writes null. */
 void kiln_jw_json(struct kiln_jw *w, const json_t *v);
 /* json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), faster (no loop check,
- * no allocations but the text's); NULL when out of memory. */
+ * no allocations but the text's), exactly its size; NULL when out of
+ * memory. */
 char *kiln_jw_dump(const json_t *v);
 /* A value given as JSON text already (e.g. "0.0", "[]"). */
 void kiln_jw_raw(struct kiln_jw *w, const char *text);
