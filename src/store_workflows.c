@@ -66,22 +66,28 @@ static const char SQL_GET_STEPS[] =
 	" ORDER BY position";
 
 /*
- * The list's WHERE comes in four forms, by whether a status and a tenant
- * are given: a plain "status = ?1" / "origin_tenant_id = ?8" lets SQLite
- * walk workflows_by_status / workflows_by_tenant, where "(?1 IS NULL OR
- * status = ?1)" made every poll of ?status=COMPLETED scan the table.
- * ?8 is the tenant (the filter's, else the caller's scope); the tests on
- * ?3 and ?4 still refuse a filter that differs from the scope.
+ * The list's WHERE comes in eight forms, by whether a status and a tenant
+ * are given and deleted workflows are included: a plain "status = ?1" /
+ * "origin_tenant_id = ?8" lets SQLite walk workflows_by_status /
+ * workflows_by_tenant, where "(?1 IS NULL OR status = ?1)" made every
+ * poll of ?status=COMPLETED scan the table; and a plain "is_deleted = 0"
+ * lets the count of a status read workflows_by_status (status,
+ * is_deleted, created_at) alone, without visiting a row per workflow
+ * counted.  ?8 is the tenant (the filter's, else the caller's scope);
+ * the tests on ?3 and ?4 still refuse a filter that differs from the
+ * scope.
  */
-#define LIST_REST                                                             \
+#define LIST_REST(live)                                                       \
 	" AND (?2 IS NULL OR origin_instance = ?2)"                           \
 	" AND (?3 IS NULL OR origin_tenant_id = ?3)"                          \
-	" AND (?4 IS NULL OR origin_tenant_id = ?4)"                          \
-	" AND (?5 OR is_deleted = 0)"
-#define LIST_ANY " WHERE ?1 IS NULL" LIST_REST
-#define LIST_STATUS " WHERE status = ?1" LIST_REST
-#define LIST_TENANT " WHERE ?1 IS NULL AND origin_tenant_id = ?8" LIST_REST
-#define LIST_BOTH " WHERE status = ?1 AND origin_tenant_id = ?8" LIST_REST
+	" AND (?4 IS NULL OR origin_tenant_id = ?4)" live
+#define LIVE " AND is_deleted = 0"
+#define LIST_ANY(live) " WHERE ?1 IS NULL" LIST_REST(live)
+#define LIST_STATUS(live) " WHERE status = ?1" LIST_REST(live)
+#define LIST_TENANT(live)                                                     \
+	" WHERE ?1 IS NULL AND origin_tenant_id = ?8" LIST_REST(live)
+#define LIST_BOTH(live)                                                       \
+	" WHERE status = ?1 AND origin_tenant_id = ?8" LIST_REST(live)
 #define LIST_SELECT(where)                                                    \
 	"SELECT " WF_COLS " FROM workflows" where                             \
 	" ORDER BY created_at DESC, rowid DESC LIMIT ?6 OFFSET ?7"
@@ -89,11 +95,15 @@ static const char SQL_GET_STEPS[] =
 
 /* Indexed by list_form(). */
 static const char *const SQL_LIST[] = {
-	LIST_SELECT(LIST_ANY), LIST_SELECT(LIST_STATUS),
-	LIST_SELECT(LIST_TENANT), LIST_SELECT(LIST_BOTH)};
+	LIST_SELECT(LIST_ANY(LIVE)),    LIST_SELECT(LIST_STATUS(LIVE)),
+	LIST_SELECT(LIST_TENANT(LIVE)), LIST_SELECT(LIST_BOTH(LIVE)),
+	LIST_SELECT(LIST_ANY("")),      LIST_SELECT(LIST_STATUS("")),
+	LIST_SELECT(LIST_TENANT("")),   LIST_SELECT(LIST_BOTH(""))};
 static const char *const SQL_COUNT[] = {
-	LIST_COUNT(LIST_ANY), LIST_COUNT(LIST_STATUS),
-	LIST_COUNT(LIST_TENANT), LIST_COUNT(LIST_BOTH)};
+	LIST_COUNT(LIST_ANY(LIVE)),    LIST_COUNT(LIST_STATUS(LIVE)),
+	LIST_COUNT(LIST_TENANT(LIVE)), LIST_COUNT(LIST_BOTH(LIVE)),
+	LIST_COUNT(LIST_ANY("")),      LIST_COUNT(LIST_STATUS("")),
+	LIST_COUNT(LIST_TENANT("")),   LIST_COUNT(LIST_BOTH(""))};
 
 static const char SQL_STATUS[] =
 	"SELECT status, is_deleted FROM workflows"
@@ -771,7 +781,8 @@ static const char *list_tenant(const struct kiln_wf_filter *f,
 static int list_form(const struct kiln_wf_filter *f,
 		     const struct kiln_scope *scope)
 {
-	return (f->status != NULL) | (list_tenant(f, scope) != NULL) << 1;
+	return (f->status != NULL) | (list_tenant(f, scope) != NULL) << 1 |
+	       (f->include_deleted != 0) << 2;
 }
 
 static void bind_list_filter(sqlite3_stmt *s, const struct kiln_wf_filter *f,
@@ -781,7 +792,6 @@ static void bind_list_filter(sqlite3_stmt *s, const struct kiln_wf_filter *f,
 	kiln_bind_cstr(s, 2, f->origin_instance);
 	kiln_bind_cstr(s, 3, f->origin_tenant_id);
 	kiln_bind_cstr(s, 4, scope ? scope->tenant : NULL);
-	sqlite3_bind_int(s, 5, f->include_deleted != 0);
 	if (list_tenant(f, scope) != NULL)
 		kiln_bind_cstr(s, 8, list_tenant(f, scope));
 }

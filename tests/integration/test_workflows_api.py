@@ -334,6 +334,16 @@ class DryrunApiTest(KilnTestCase):
         self.assertEqual(lst["total"], 5)
         self.assertIs(lst["workflows"][-1]["is_deleted"], True)
         self.assertEqual(srv.list_wf(q + "&include_deleted=1")["total"], 5)
+        # ... with a status filter too
+        gone = lst["workflows"][-1]
+        live = srv.list_wf(q + "&status=" + gone["status"])
+        every = srv.list_wf(q + "&status=" + gone["status"] +
+                            "&include_deleted=true")
+        self.assertEqual(every["total"], live["total"] + 1)
+        self.assertNotIn(gone["id"], [w["id"] for w in live["workflows"]])
+        self.assertEqual(every["workflows"][-1]["id"], gone["id"])
+        self.assertEqual([w["id"] for w in every["workflows"][:-1]],
+                         [w["id"] for w in live["workflows"]])
 
     # ------------------------------------------------------------ patch
     def test_patch(self):

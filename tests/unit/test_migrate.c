@@ -392,10 +392,22 @@ static void test_workflow_constraints_still_hold(void **state)
 	out = dump(db, "SELECT id FROM steps ORDER BY id");
 	assert_string_equal(out, "s4\n");
 	free(out);
-	/* The status filter of the list still reads its index. */
+	/* The status filter of the list still reads its index, and its
+	 * count reads nothing else (migration 008). */
 	out = dump(db, "EXPLAIN QUERY PLAN SELECT count(*) FROM workflows"
 		       " WHERE status = 'COMPLETED'");
 	assert_non_null(strstr(out, "workflows_by_status"));
+	free(out);
+	out = dump(db, "EXPLAIN QUERY PLAN SELECT count(*) FROM workflows"
+		       " WHERE status = 'COMPLETED' AND is_deleted = 0");
+	assert_non_null(strstr(out, "COVERING INDEX workflows_by_status"));
+	free(out);
+	/* ... and the newest first come in the index's order. */
+	out = dump(db, "EXPLAIN QUERY PLAN SELECT id FROM workflows"
+		       " WHERE status = 'COMPLETED' AND is_deleted = 0"
+		       " ORDER BY created_at DESC LIMIT 1");
+	assert_non_null(strstr(out, "workflows_by_status"));
+	assert_null(strstr(out, "TEMP B-TREE"));
 	free(out);
 	sqlite3_close(db);
 }
