@@ -151,19 +151,20 @@ size_t kiln_spec_check(json_t *detail, const json_t *loc, const json_t *obj,
 	}
 	for (i = 0; i < n_fields; i++) {
 		const struct kiln_field *f = &fields[i];
-		json_t *fl = kiln_loc_key(loc, f->name);
+		json_t *fl;
 
 		v = json_object_get(obj, f->name);
-		if (v == NULL) {
-			if (f->flags & KILN_F_REQUIRED)
-				kiln_detail_add(detail, fl, "missing",
-						"Field required");
-		} else if (json_is_null(v)) {
-			if (!(f->flags & KILN_F_NULLABLE))
-				check_value(detail, fl, v, f);
-		} else {
+		/* An optional field left out, or null where null is fine:
+		 * nothing to check, and no loc to build (most fields of a
+		 * create are left out). */
+		if (v == NULL ? !(f->flags & KILN_F_REQUIRED)
+			      : json_is_null(v) && (f->flags & KILN_F_NULLABLE))
+			continue;
+		fl = kiln_loc_key(loc, f->name);
+		if (v == NULL)
+			kiln_detail_add(detail, fl, "missing", "Field required");
+		else
 			check_value(detail, fl, v, f);
-		}
 		json_decref(fl);
 	}
 	json_object_foreach((json_t *)obj, key, v) {

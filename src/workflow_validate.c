@@ -260,10 +260,18 @@ static json_t *normalise(const json_t *body, const struct kiln_config *cfg,
 		"provider_config", "active_provider_capabilities",
 		"fallback_provider_type", "fallback_provider_config",
 		"fallback_provider_capabilities"};
-	json_t *wf = json_deep_copy(body);
-	json_t *steps = json_object_get(wf, "steps");
+	/* Only the workflow and its steps get keys here: their values
+	 * (configs, mappings' sources) are shared with body, not copied. */
+	json_t *wf = json_copy((json_t *)body);
+	json_t *steps = json_array();
 	char uuid[KILN_UUID_LEN];
 	size_t i, k;
+
+	for (i = 0; i < json_array_size(json_object_get(body, "steps")); i++)
+		json_array_append_new(
+			steps, json_copy(json_array_get(
+				       json_object_get(body, "steps"), i)));
+	json_object_set_new(wf, "steps", steps);
 
 	for (i = 0; i < N(nullable_wf); i++)
 		set_default(wf, nullable_wf[i], json_null());
