@@ -528,7 +528,8 @@ static void write_new_step(struct kiln_jw *w, const json_t *step,
 	kiln_jw_key(w, "retry_count");
 	kiln_jw_int(w, 0);
 	kiln_jw_key(w, "max_retries");
-	kiln_jw_int(w, json_integer_value(json_object_get(step, "max_retries")));
+	kiln_jw_int(w,
+		    json_integer_value(json_object_get(step, "max_retries")));
 	kiln_jw_key(w, "created_at");
 	kiln_jw_str(w, now_text);
 	kiln_jw_key(w, "updated_at");
@@ -645,11 +646,11 @@ static char *render_new_workflow(const json_t *wf, const json_t *claims,
 	kiln_jw_open(&w, '[');
 	for (i = 0; i < json_array_size(steps); i++) {
 		const json_t *step = json_array_get(steps, i);
+		const char *uuid =
+			json_string_value(json_object_get(step, "uuid"));
 
-		write_new_step(&w, step,
-			       claim_of(claims, json_string_value(json_object_get(
-							step, "uuid"))),
-			       now, now_text);
+		write_new_step(&w, step, claim_of(claims, uuid), now,
+			       now_text);
 	}
 	kiln_jw_close(&w, ']');
 	kiln_jw_close(&w, '}');
