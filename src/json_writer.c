@@ -237,14 +237,19 @@ void kiln_jw_reserve(struct kiln_jw *w, size_t n)
 		(void)grow(w, n - w->len);
 }
 
-char *kiln_jw_dump(const json_t *v)
+char *kiln_jw_text(const json_t *v, size_t *len)
 {
 	struct kiln_jw w = {0};
-	size_t len;
-	char *text, *fit;
 
 	kiln_jw_json(&w, v);
-	text = kiln_jw_take(&w, &len);
+	return kiln_jw_take(&w, len);
+}
+
+char *kiln_jw_dump(const json_t *v)
+{
+	size_t len;
+	char *text = kiln_jw_text(v, &len), *fit;
+
 	/* Some of these texts are kept while a call is out, thousands at
 	 * once: no slack. */
 	fit = text ? realloc(text, len + 1) : NULL;

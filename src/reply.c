@@ -159,8 +159,7 @@ enum MHD_Result kiln_reply_send(struct MHD_Connection *conn,
 	} else {
 		if (resp->body == NULL)
 			resp->body = json_object();
-		text = kiln_jw_dump(resp->body);
-		len = text ? strlen(text) : 0;
+		text = kiln_jw_text(resp->body, &len);
 	}
 	kiln_reply_drop(resp);
 	if (text == NULL)

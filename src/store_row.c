@@ -120,6 +120,7 @@ void kiln_bind_json(sqlite3_stmt *s, int i, const json_t *v,
 		    const char *dflt)
 {
 	char *text;
+	size_t len;
 
 	if (v == NULL || json_is_null(v)) {
 		if (dflt != NULL)
@@ -128,12 +129,12 @@ void kiln_bind_json(sqlite3_stmt *s, int i, const json_t *v,
 			sqlite3_bind_null(s, i);
 		return;
 	}
-	text = kiln_jw_dump(v);
+	text = kiln_jw_text(v, &len);
 	if (text == NULL) {
 		sqlite3_bind_null(s, i);
 		return;
 	}
-	sqlite3_bind_text(s, i, text, -1, free);
+	sqlite3_bind_text64(s, i, text, len, free, SQLITE_UTF8);
 }
 
 void kiln_bind_cstr(sqlite3_stmt *s, int i, const char *v)

@@ -43,8 +43,10 @@ void kiln_jw_null(struct kiln_jw *w);
 /* Any jansson value, dumped compact; NULL writes null. */
 void kiln_jw_json(struct kiln_jw *w, const json_t *v);
 /* json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), faster (no loop check,
- * no allocations but the text's), exactly its size; NULL when out of
- * memory. */
+ * no allocations but the text's): *len bytes, for a text used at once
+ * (sent, bound); NULL when out of memory. */
+char *kiln_jw_text(const json_t *v, size_t *len);
+/* The same, exactly its size, for a text that is kept. */
 char *kiln_jw_dump(const json_t *v);
 /* A value given as JSON text already (e.g. "0.0", "[]"). */
 void kiln_jw_raw(struct kiln_jw *w, const char *text);
