@@ -308,6 +308,7 @@ enum kiln_rc kiln_config_init_defaults(struct kiln_config *cfg,
 	cfg->max_connections = 1024;
 	cfg->max_connections_per_ip = 256;
 	cfg->max_inflight = 10000;
+	cfg->idle_connections = KILN_IO_IDLE_CONNECTIONS;
 	cfg->commit_delay_us = 500;
 	cfg->batch_max_body_bytes = KILN_DEFAULT_BATCH_MAX_BODY_BYTES;
 	cfg->batch_max_running = 1000;
@@ -506,6 +507,8 @@ static const struct int_key {
 	 offsetof(struct kiln_config, max_connections_per_ip)},
 	{"max_inflight", 1, 1000000, INT_FIELD,
 	 offsetof(struct kiln_config, max_inflight)},
+	{"idle_connections", 0, 1000000, INT_FIELD,
+	 offsetof(struct kiln_config, idle_connections)},
 	{"commit_delay_us", 0, 100000, INT_FIELD,
 	 offsetof(struct kiln_config, commit_delay_us)},
 	{"batch_max_body_bytes", 1024, 1073741824, SIZE_FIELD,

@@ -1238,7 +1238,8 @@ enum kiln_rc kiln_engine_start(const struct kiln_config *cfg,
 		rc = kiln_store_running_steps(st, 0, &steps, err);
 	if (rc != KILN_OK)
 		goto fail;
-	rc = kiln_io_start((size_t)cfg->max_inflight, &e->io, err);
+	rc = kiln_io_start((size_t)cfg->max_inflight,
+			   (size_t)cfg->idle_connections, &e->io, err);
 	if (rc != KILN_OK)
 		goto fail;
 	e->lanes = calloc(cfg->n_providers + 1, sizeof(*e->lanes));

@@ -454,7 +454,8 @@ enum kiln_rc kiln_webhooks_start(const struct kiln_config *cfg,
 			 "webhooks: %zu deliveries were in flight when kilnd"
 			 " stopped; sending them again",
 			 recovered);
-	rc = kiln_io_start((size_t)w->hc->max_inflight, &w->io, err);
+	rc = kiln_io_start((size_t)w->hc->max_inflight,
+			   KILN_IO_IDLE_CONNECTIONS, &w->io, err);
 	if (rc != KILN_OK)
 		goto fail;
 	kiln_store_set_first_delivery_delay(w->hc->schedule_ms[0]);

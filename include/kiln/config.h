@@ -60,6 +60,7 @@ struct kiln_config {
 	int max_connections;     /* default 1024 */
 	int max_connections_per_ip; /* default 256 */
 	int max_inflight;        /* provider HTTP requests at once, 10000 */
+	int idle_connections;    /* provider connections kept idle, 256 */
 	int commit_delay_us;     /* commit pacing under load, 500; 0: none */
 	size_t batch_max_body_bytes; /* POST /api/v1/batches cap, 64 MiB */
 	int batch_max_running;   /* executions running in all batches, 1000 */

@@ -66,7 +66,14 @@ typedef void (*kiln_io_done_fn)(void *ctx,
  * stops before it is due. */
 typedef void (*kiln_io_timer_fn)(void *ctx, int is_shutdown);
 
-enum kiln_rc kiln_io_start(size_t max_inflight, struct kiln_io **out,
+/* Idle keep-alive connections a loop keeps open by default, all hosts
+ * together. */
+#define KILN_IO_IDLE_CONNECTIONS 256
+
+/* A loop of at most max_inflight transfers at once that keeps up to
+ * idle_connections connections open between them. */
+enum kiln_rc kiln_io_start(size_t max_inflight, size_t idle_connections,
+			   struct kiln_io **out,
 			   struct kiln_err *err) KILN_WARN_UNUSED;
 
 /* A lane of at most limit transfers at once; lives as long as the loop. */

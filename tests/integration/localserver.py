@@ -1,7 +1,7 @@
 """What the local test servers (fake_provider, fake_services,
 scripted_provider) share: a threaded HTTP server on 127.0.0.1:<free port>
-that hands every request to one function, request-body reading, and small
-valid PNG files."""
+that hands every request to one function and counts the connections it
+accepts, request-body reading, and small valid PNG files."""
 import struct
 import sys
 import threading
@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    connections = 0     # TCP connections accepted so far
     # kilnd opens many connections at once; the default backlog of 5
     # would delay some by a SYN retransmit (1 s and more)
     request_queue_size = 512
@@ -31,11 +32,17 @@ def serve(handle):
         def log_message(self, fmt, *args):
             pass
 
+        def setup(self):
+            super().setup()
+            with server_lock:
+                self.server.connections += 1
+
         def _any(self):
             handle(self)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
 
+    server_lock = threading.Lock()
     server = QuietServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever,
                      kwargs={"poll_interval": 0.05}, daemon=True).start()

@@ -1210,6 +1210,44 @@ class GlobalLimitTest(EngineCase):
         self.assertEqual(sp.max_total_inflight, 2)
 
 
+class KeepAliveTest(EngineCase):
+    def test_idle_connections_survive_a_lull(self):
+        """Connections to a provider stay open through a lull: a chain of
+        calls one at a time between two bursts of 12 does not close the
+        first burst's connections (libcurl's own cache shrinks to 4 per
+        transfer in progress), so the second burst opens none."""
+        sp = ScriptedProvider()
+        self.addCleanup(sp.close)
+        sp.script("/burst", Reply(200, delay_s=0.4))
+        sp.script("/chain", Reply(200))
+        srv = self.start_server(config={"providers": {
+            "burst": {"type": "http", "url": sp.url("/burst"),
+                      "concurrency": 12},
+            "chain": {"type": "http", "url": sp.url("/chain")}}},
+            name="kilnd-keepalive")
+
+        def run(name, steps):
+            wf = srv.create(simple_workflow(name, steps=steps))
+            srv.wait_for_status(wf["id"], "COMPLETED")
+
+        def burst(name):
+            run(name, [step("b%d" % i, "burst", "%s-%d" % (name, i))
+                       for i in range(12)])
+
+        burst("ka-first")
+        opened = sp.server.connections
+        self.assertEqual(sp.peak("/burst"), 12, "the burst ran at once")
+        self.assertGreaterEqual(opened, 12)
+        run("ka-lull", [step("c%d" % i, "chain", "lull-%d" % i,
+                             **({"depends_on": ["c%d" % (i - 1)]}
+                                if i else {}))
+                        for i in range(12)])
+        burst("ka-second")
+        self.assertEqual(sp.peak("/burst"), 12)
+        self.assertEqual(sp.server.connections, opened,
+                         "connections opened again after the lull")
+
+
 class CrashTest(EngineCase):
     """SIGKILL kilnd three times while async jobs and sync calls are in
     flight; every workflow still completes, no step is lost, and nothing is

@@ -86,6 +86,7 @@ static void assert_is_default(const struct kiln_config *cfg)
 	assert_int_equal(cfg->max_connections, 1024);
 	assert_int_equal(cfg->max_connections_per_ip, 256);
 	assert_int_equal(cfg->commit_delay_us, 500);
+	assert_int_equal(cfg->idle_connections, 256);
 	assert_int_equal(cfg->n_providers, 1);
 	assert_string_equal(cfg->providers[0].name, "dryrun");
 	assert_string_equal(cfg->providers[0].type, "dryrun");
@@ -131,7 +132,7 @@ static const char FULL_CONFIG[] =
 	" \"jwt_secret\":\"a-long-enough-secret\",\"max_body_bytes\":2048,"
 	" \"http_threads\":2,\"connection_timeout_s\":5,"
 	" \"max_connections\":10,\"max_connections_per_ip\":3,"
-	" \"commit_delay_us\":0,"
+	" \"commit_delay_us\":0,\"idle_connections\":0,"
 	" \"providers\":{"
 	"   \"fal\":{\"type\":\"http\",\"url\":\"https://fal.example/run\","
 	"     \"headers\":{\"Authorization\":\"Key ${env:KILN_TEST_FAL_KEY}\","
@@ -166,6 +167,7 @@ static void test_full_file(void **state)
 	assert_int_equal(cfg.max_connections, 10);
 	assert_int_equal(cfg.max_connections_per_ip, 3);
 	assert_int_equal(cfg.commit_delay_us, 0);
+	assert_int_equal(cfg.idle_connections, 0);
 
 	assert_int_equal(cfg.n_providers, 3);
 	fal = kiln_config_provider(&cfg, "fal");
@@ -242,6 +244,9 @@ static const struct bad_case bad_cases[] = {
 	{"{\"http_threads\":0}", "http_threads", "from 1 to 64"},
 	{"{\"http_threads\":65}", "http_threads", "from 1 to 64"},
 	{"{\"commit_delay_us\":-1}", "commit_delay_us", "from 0 to 100000"},
+	{"{\"idle_connections\":-1}", "idle_connections",
+	 "from 0 to 1000000"},
+	{"{\"idle_connections\":\"many\"}", "idle_connections", "integer"},
 	{"{\"commit_delay_us\":100001}", "commit_delay_us",
 	 "from 0 to 100000"},
 	{"{\"connection_timeout_s\":3601}", "connection_timeout_s", "3600"},
