@@ -82,6 +82,8 @@ struct kiln_io {
 	struct transfer *active_list;
 	size_t active;
 	size_t max_inflight;
+	size_t idle_connections; /* 0: libcurl's own cache size */
+	long cache_size;         /* CURLMOPT_MAXCONNECTS as last set */
 	/* Aborts that found no transfer: the id may be reserved and about
 	 * to be submitted (kiln_io_new_id), so remember the last few. */
 	uint64_t unfound[64];
@@ -354,6 +356,28 @@ static struct kiln_io_lane *lane_of(struct kiln_io *io, struct transfer *t)
 	return t->req->lane ? t->req->lane : &io->unlaned;
 }
 
+/* libcurl's connection cache holds 4 connections per transfer in
+ * progress, and as each transfer ends it closes the oldest idle one
+ * beyond that: every lull closed the connections of the burst before it,
+ * and the next burst paid for new handshakes (TCP, and TLS for https).  W1
+ * opened 957 connections for 6,000 calls.  So the cache never shrinks
+ * below idle_connections (94 connections in W1).  Above it the rule stays
+ * libcurl's: a fixed size under thousands of connections in use makes
+ * every transfer's end close one, each after a scan of the whole cache. */
+static void size_cache(struct kiln_io *io)
+{
+	long want = (long)(io->active * 4);
+
+	if (io->idle_connections == 0)
+		return;
+	if (want < (long)io->idle_connections)
+		want = (long)io->idle_connections;
+	if (want != io->cache_size) {
+		curl_multi_setopt(io->multi, CURLMOPT_MAXCONNECTS, want);
+		io->cache_size = want;
+	}
+}
+
 static void activate(struct kiln_io *io, struct transfer *t)
 {
 	struct kiln_io_lane *lane = lane_of(io, t);
@@ -367,6 +391,7 @@ static void activate(struct kiln_io *io, struct transfer *t)
 	}
 	lane->active++;
 	io->active++;
+	size_cache(io);
 	t->next_on = io->active_list;
 	if (io->active_list)
 		io->active_list->prev_on = t;
@@ -404,6 +429,7 @@ static void unlink_active(struct kiln_io *io, struct transfer *t)
 	t->prev_on = t->next_on = NULL;
 	lane_of(io, t)->active--;
 	io->active--;
+	size_cache(io);
 }
 
 static void reap_finished(struct kiln_io *io)
@@ -788,13 +814,8 @@ enum kiln_rc kiln_io_start(size_t max_inflight, size_t idle_connections,
 				    strerror(e));
 	}
 	curl_multi_setopt(io->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
-	/* libcurl's own cache holds 4 connections per transfer in progress
-	 * and closes the oldest beyond that as each transfer ends: after a
-	 * lull every burst of calls opened its connections (and, over TLS,
-	 * its handshakes) again.  W1 opened 957 for 6,000 calls; with a fixed
-	 * cache, 94. */
-	curl_multi_setopt(io->multi, CURLMOPT_MAXCONNECTS,
-			  (long)idle_connections);
+	io->idle_connections = idle_connections;
+	size_cache(io);
 	curl_multi_setopt(io->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(io->multi, CURLMOPT_SOCKETDATA, io);
 	curl_multi_setopt(io->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
