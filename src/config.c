@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 
 #include "kiln/config.h"
+#include "kiln/io_loop.h"
 #include "kiln/model.h"
 #include "kiln/provider.h"
 

@@ -66,12 +66,14 @@ typedef void (*kiln_io_done_fn)(void *ctx,
  * stops before it is due. */
 typedef void (*kiln_io_timer_fn)(void *ctx, int is_shutdown);
 
-/* Idle keep-alive connections a loop keeps open by default, all hosts
- * together. */
+/* The connections a loop's cache keeps open by default (all hosts
+ * together) when fewer transfers are in progress. */
 #define KILN_IO_IDLE_CONNECTIONS 256
 
-/* A loop of at most max_inflight transfers at once that keeps up to
- * idle_connections connections open between them. */
+/* A loop of at most max_inflight transfers at once.  Its connection cache
+ * holds idle_connections, or 4 per transfer in progress if that is more,
+ * and closes the oldest idle connection beyond it; 0 leaves the size to
+ * libcurl (4 per transfer in progress). */
 enum kiln_rc kiln_io_start(size_t max_inflight, size_t idle_connections,
 			   struct kiln_io **out,
 			   struct kiln_err *err) KILN_WARN_UNUSED;
