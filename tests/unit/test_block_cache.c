@@ -1,0 +1,246 @@
+/*
+ * test_block_cache.c - the per-thread block cache SQLite and jansson
+ * allocate from (src/block_cache.c): sizes, reuse, its bounds, blocks
+ * that free() may release, and SQLite and jansson running on it.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "kiln/block_cache.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_ON 0 /* off under ASan, so freed blocks stay poisoned */
+#else
+#define CACHE_ON 1
+#endif
+
+static void test_blocks_are_big_enough_and_free_releases_them(void **state)
+{
+	(void)state;
+	for (size_t n = 0; n <= 2 * KILN_BLOCK_CACHE_MAX_SIZE; n++) {
+		unsigned char *p = kiln_block_alloc(n);
+
+		assert_non_null(p);
+		assert_true(malloc_usable_size(p) >= n);
+		memset(p, 0xAB, n);
+		/* Half go back through the cache, half to glibc directly
+		 * (as libjwt does with the strings jansson dumps). */
+		if (n % 2)
+			kiln_block_free(p);
+		else
+			free(p);
+	}
+	kiln_block_free(NULL);
+	kiln_block_cache_drain();
+}
+
+static void test_freed_block_serves_its_size_class(void **state)
+{
+	void *a = kiln_block_alloc(100), *b, *c;
+
+	(void)state;
+	kiln_block_free(a);
+	b = kiln_block_alloc(97); /* 97..104 share a's class */
+	if (CACHE_ON)
+		assert_ptr_equal(b, a);
+	c = kiln_block_alloc(100);
+	assert_ptr_not_equal(c, b);
+	kiln_block_free(b);
+	kiln_block_free(c);
+	/* Blocks glibc gave are taken too. */
+	a = malloc(40);
+	kiln_block_free(a);
+	b = kiln_block_alloc(40);
+	if (CACHE_ON)
+		assert_ptr_equal(b, a);
+	kiln_block_free(b);
+	kiln_block_cache_drain();
+}
+
+/* A thread keeps at most KILN_BLOCK_CACHE_PER_CLASS blocks of a class:
+ * of 300 blocks freed, 256 stay, and drained, none. */
+static void test_a_class_keeps_at_most_its_bound(void **state)
+{
+	enum { N = KILN_BLOCK_CACHE_PER_CLASS + 44 };
+	void *blocks[N];
+
+	(void)state;
+	kiln_block_cache_drain();
+	for (size_t i = 0; i < N; i++)
+		blocks[i] = kiln_block_alloc(64); /* class of 72 bytes */
+	for (size_t i = 0; i < N; i++)
+		kiln_block_free(blocks[i]);
+	assert_int_equal(kiln_block_cache_bytes(),
+			 CACHE_ON ? KILN_BLOCK_CACHE_PER_CLASS * 72 : 0);
+	/* Served from the cache, the held bytes go down as they go out. */
+	for (size_t i = 0; i < 10; i++)
+		blocks[i] = kiln_block_alloc(60);
+	assert_int_equal(kiln_block_cache_bytes(),
+			 CACHE_ON ? (KILN_BLOCK_CACHE_PER_CLASS - 10) * 72 : 0);
+	for (size_t i = 0; i < 10; i++)
+		kiln_block_free(blocks[i]);
+	kiln_block_cache_drain();
+	assert_int_equal(kiln_block_cache_bytes(), 0);
+}
+
+/* And KILN_BLOCK_CACHE_BYTES in all: blocks of the 24 largest classes
+ * (~130 KB each when full) would be 3 MB; the cache keeps 256 KB. */
+static void test_the_cache_keeps_at_most_its_bytes(void **state)
+{
+	size_t per_class = KILN_BLOCK_CACHE_PER_CLASS;
+	void **blocks = calloc(per_class, sizeof(*blocks));
+
+	(void)state;
+	assert_non_null(blocks);
+	for (size_t c = 0; c < 24; c++) {
+		size_t size = KILN_BLOCK_CACHE_MAX_SIZE - 16 * c;
+
+		for (size_t i = 0; i < per_class; i++)
+			blocks[i] = kiln_block_alloc(size);
+		for (size_t i = 0; i < per_class; i++)
+			kiln_block_free(blocks[i]);
+		assert_true(kiln_block_cache_bytes() <=
+			    KILN_BLOCK_CACHE_BYTES);
+	}
+	if (CACHE_ON)
+		assert_true(kiln_block_cache_bytes() >
+			    KILN_BLOCK_CACHE_BYTES - KILN_BLOCK_CACHE_MAX_SIZE);
+	free(blocks);
+	kiln_block_cache_drain();
+	assert_int_equal(kiln_block_cache_bytes(), 0);
+}
+
+struct handover {
+	void *blocks[64];
+	size_t held; /* what the freeing thread's cache held after */
+};
+
+static void *free_on_thread(void *arg)
+{
+	struct handover *h = arg;
+
+	for (size_t i = 0; i < 64; i++)
+		kiln_block_free(h->blocks[i]);
+	h->held = kiln_block_cache_bytes();
+	return NULL; /* its cache goes back to glibc as it ends */
+}
+
+/* Blocks allocated on one thread may be freed on another, whose cache
+ * then holds them (each thread has its own). */
+static void test_blocks_cross_threads(void **state)
+{
+	struct handover h = {0};
+	size_t mine;
+	pthread_t t;
+
+	(void)state;
+	kiln_block_cache_drain();
+	for (size_t i = 0; i < 64; i++)
+		h.blocks[i] = kiln_block_alloc(8 * i + 1);
+	mine = kiln_block_cache_bytes();
+	assert_int_equal(pthread_create(&t, NULL, free_on_thread, &h), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(kiln_block_cache_bytes(), mine);
+	if (CACHE_ON)
+		assert_true(h.held > 0);
+}
+
+static int count_rows(void *arg, int ncol, char **vals, char **names)
+{
+	(void)ncol;
+	(void)names;
+	*(long *)arg = strtol(vals[0], NULL, 10);
+	return 0;
+}
+
+/* SQLite on the cache: texts of every size, grown (group_concat
+ * reallocates) and read back. */
+static void test_sqlite_runs_on_the_cache(void **state)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *ins = NULL, *sel = NULL;
+	char text[700];
+	long total = 0;
+
+	(void)state;
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(n INTEGER, s TEXT)",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "INSERT INTO t VALUES (?, ?)", -1,
+					    &ins, NULL),
+			 SQLITE_OK);
+	memset(text, 'x', sizeof(text));
+	for (int n = 0; n < 700; n++) {
+		sqlite3_bind_int(ins, 1, n);
+		sqlite3_bind_text(ins, 2, text, n, SQLITE_TRANSIENT);
+		assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+		sqlite3_reset(ins);
+	}
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT n, s FROM t ORDER BY n",
+					    -1, &sel, NULL),
+			 SQLITE_OK);
+	for (int n = 0; n < 700; n++) {
+		assert_int_equal(sqlite3_step(sel), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(sel, 0), n);
+		assert_int_equal(sqlite3_column_bytes(sel, 1), n);
+		assert_memory_equal(sqlite3_column_text(sel, 1), text,
+				    (size_t)n);
+	}
+	assert_int_equal(sqlite3_exec(db,
+				      "SELECT length(group_concat(s, ''))"
+				      " FROM t",
+				      count_rows, &total, NULL),
+			 SQLITE_OK);
+	assert_int_equal(total, 699 * 700 / 2);
+	sqlite3_finalize(sel);
+	sqlite3_finalize(ins);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* jansson on the cache; what it dumps may be released with free(). */
+static void test_jansson_runs_on_the_cache(void **state)
+{
+	json_t *v = json_loads("{\"a\":[1,2,{\"b\":\"c\"}],\"d\":\"e\"}", 0,
+			       NULL);
+	char *text;
+
+	(void)state;
+	assert_non_null(v);
+	text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(text, "{\"a\":[1,2,{\"b\":\"c\"}],\"d\":\"e\"}");
+	free(text);
+	json_decref(v);
+	kiln_block_cache_drain();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_blocks_are_big_enough_and_free_releases_them),
+		cmocka_unit_test(test_freed_block_serves_its_size_class),
+		cmocka_unit_test(test_a_class_keeps_at_most_its_bound),
+		cmocka_unit_test(test_the_cache_keeps_at_most_its_bytes),
+		cmocka_unit_test(test_blocks_cross_threads),
+		cmocka_unit_test(test_sqlite_runs_on_the_cache),
+		cmocka_unit_test(test_jansson_runs_on_the_cache),
+	};
+
+	/* Before any SQLite call, as kilnd does. */
+	if (kiln_block_cache_install() != 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
