@@ -424,6 +424,7 @@ out:
 	free(secret);
 	kiln_config_free(&cfg);
 	kiln_block_cache_drain();
+	kiln_block_cache_drain_shared();
 	return rc;
 }
 

@@ -1,7 +1,8 @@
 /*
  * test_block_cache.c - the per-thread block cache SQLite and jansson
  * allocate from (src/block_cache.c): sizes, reuse, its bounds, blocks
- * that free() may release, and SQLite and jansson running on it.
+ * that free() may release, the surplus one thread hands to others, and
+ * SQLite and jansson running on it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,29 +70,41 @@ static void test_freed_block_serves_its_size_class(void **state)
 }
 
 /* A thread keeps at most KILN_BLOCK_CACHE_PER_CLASS blocks of a class:
- * of 300 blocks freed, 256 stay, and drained, none. */
+ * of 300 blocks freed, the cache keeps at most 256, the rest goes on to
+ * the shared list in batches, and drained, none stay. */
 static void test_a_class_keeps_at_most_its_bound(void **state)
 {
 	enum { N = KILN_BLOCK_CACHE_PER_CLASS + 44 };
+	size_t held, batch = KILN_BLOCK_CACHE_BATCH;
 	void *blocks[N];
 
 	(void)state;
 	kiln_block_cache_drain();
+	kiln_block_cache_drain_shared();
 	for (size_t i = 0; i < N; i++)
 		blocks[i] = kiln_block_alloc(64); /* class of 72 bytes */
 	for (size_t i = 0; i < N; i++)
 		kiln_block_free(blocks[i]);
-	assert_int_equal(kiln_block_cache_bytes(),
-			 CACHE_ON ? KILN_BLOCK_CACHE_PER_CLASS * 72 : 0);
+	held = kiln_block_cache_bytes();
+	if (CACHE_ON) {
+		/* 256 kept, then each free past that hands 32 on:
+		 * 300 = 236 kept + 2 batches. */
+		assert_int_equal(held, (N - 2 * batch) * 72);
+		assert_int_equal(kiln_block_cache_shared_bytes(),
+				 2 * batch * 72);
+	} else {
+		assert_int_equal(held, 0);
+	}
 	/* Served from the cache, the held bytes go down as they go out. */
 	for (size_t i = 0; i < 10; i++)
 		blocks[i] = kiln_block_alloc(60);
-	assert_int_equal(kiln_block_cache_bytes(),
-			 CACHE_ON ? (KILN_BLOCK_CACHE_PER_CLASS - 10) * 72 : 0);
+	assert_int_equal(kiln_block_cache_bytes(), CACHE_ON ? held - 720 : 0);
 	for (size_t i = 0; i < 10; i++)
 		kiln_block_free(blocks[i]);
 	kiln_block_cache_drain();
+	kiln_block_cache_drain_shared();
 	assert_int_equal(kiln_block_cache_bytes(), 0);
+	assert_int_equal(kiln_block_cache_shared_bytes(), 0);
 }
 
 /* And KILN_BLOCK_CACHE_BYTES in all: blocks of the 24 largest classes
@@ -154,6 +167,79 @@ static void test_blocks_cross_threads(void **state)
 	assert_int_equal(kiln_block_cache_bytes(), mine);
 	if (CACHE_ON)
 		assert_true(h.held > 0);
+}
+
+struct surplus {
+	size_t n, size;
+	size_t held; /* what the thread's cache held after */
+};
+
+static void *free_surplus(void *arg)
+{
+	struct surplus *sp = arg;
+	void **blocks = calloc(sp->n, sizeof(*blocks));
+
+	for (size_t i = 0; i < sp->n; i++)
+		blocks[i] = kiln_block_alloc(sp->size);
+	for (size_t i = 0; i < sp->n; i++)
+		kiln_block_free(blocks[i]);
+	free(blocks);
+	sp->held = kiln_block_cache_bytes();
+	return NULL;
+}
+
+/* A thread with more blocks of a class than it keeps hands them on in
+ * batches; a thread short of that class takes a batch. */
+static void test_surplus_goes_to_threads_short_of_it(void **state)
+{
+	struct surplus sp = {KILN_BLOCK_CACHE_PER_CLASS + 44, 64, 0};
+	size_t batch = KILN_BLOCK_CACHE_BATCH;
+	pthread_t t;
+	void *p;
+
+	(void)state;
+	kiln_block_cache_drain();
+	kiln_block_cache_drain_shared();
+	assert_int_equal(pthread_create(&t, NULL, free_surplus, &sp), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	if (!CACHE_ON) {
+		assert_int_equal(kiln_block_cache_shared_bytes(), 0);
+		return;
+	}
+	/* 300 freed on that thread: 2 batches of 32 went on, 236 stayed
+	 * (and went back to glibc as the thread ended). */
+	assert_int_equal(kiln_block_cache_shared_bytes(), 2 * batch * 72);
+	assert_int_equal(sp.held, (sp.n - 2 * batch) * 72);
+	p = kiln_block_alloc(64);
+	assert_int_equal(kiln_block_cache_shared_bytes(), batch * 72);
+	assert_int_equal(kiln_block_cache_bytes(), (batch - 1) * 72);
+	kiln_block_free(p);
+	kiln_block_cache_drain();
+	kiln_block_cache_drain_shared();
+}
+
+/* The shared list holds at most KILN_BLOCK_CACHE_SHARED_BYTES; past that
+ * the surplus goes back to glibc. */
+static void test_shared_list_is_bounded(void **state)
+{
+	size_t per_batch = KILN_BLOCK_CACHE_BATCH * KILN_BLOCK_CACHE_MAX_SIZE;
+	struct surplus sp = {0, KILN_BLOCK_CACHE_MAX_SIZE, 0};
+	pthread_t t;
+
+	(void)state;
+	sp.n = KILN_BLOCK_CACHE_PER_CLASS +
+	       2 * (KILN_BLOCK_CACHE_SHARED_BYTES / per_batch) *
+		       KILN_BLOCK_CACHE_BATCH;
+	kiln_block_cache_drain_shared();
+	assert_int_equal(pthread_create(&t, NULL, free_surplus, &sp), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_true(kiln_block_cache_shared_bytes() <=
+		    KILN_BLOCK_CACHE_SHARED_BYTES);
+	if (CACHE_ON)
+		assert_true(kiln_block_cache_shared_bytes() >
+			    KILN_BLOCK_CACHE_SHARED_BYTES - per_batch);
+	kiln_block_cache_drain_shared();
+	assert_int_equal(kiln_block_cache_shared_bytes(), 0);
 }
 
 static int count_rows(void *arg, int ncol, char **vals, char **names)
@@ -235,12 +321,19 @@ int main(void)
 		cmocka_unit_test(test_a_class_keeps_at_most_its_bound),
 		cmocka_unit_test(test_the_cache_keeps_at_most_its_bytes),
 		cmocka_unit_test(test_blocks_cross_threads),
+		cmocka_unit_test(test_surplus_goes_to_threads_short_of_it),
+		cmocka_unit_test(test_shared_list_is_bounded),
 		cmocka_unit_test(test_sqlite_runs_on_the_cache),
 		cmocka_unit_test(test_jansson_runs_on_the_cache),
 	};
 
+	int rc;
+
 	/* Before any SQLite call, as kilnd does. */
 	if (kiln_block_cache_install() != 0)
 		return 1;
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	kiln_block_cache_drain();
+	kiln_block_cache_drain_shared();
+	return rc;
 }
