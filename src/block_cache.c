@@ -181,26 +181,32 @@ static void give_batch(size_t c)
 	free_chain(b);
 }
 
+/* The thread has no block of class c: a batch from the shared list, or
+ * glibc's.  Out of line, so the common case stays a few instructions. */
+static __attribute__((noinline)) void *refill(size_t c)
+{
+	struct free_block *b = take_batch(c);
+
+	if (b == NULL)
+		return malloc(16 * c + 8);
+	cache.head[c] = b->next;
+	cache.count[c] = BATCH - 1;
+	cache.bytes += (BATCH - 1) * (16 * c + 8);
+	return b;
+}
+
 void *kiln_block_alloc(size_t n)
 {
 	if (CACHE_ON && n <= MAX_CACHED) {
 		size_t c = class_of_request(n);
 		struct free_block *b = cache.head[c];
 
-		if (b != NULL) {
-			cache.head[c] = b->next;
-			cache.count[c]--;
-			cache.bytes -= 16 * c + 8;
-			return b;
-		}
-		b = take_batch(c);
-		if (b != NULL) {
-			cache.head[c] = b->next;
-			cache.count[c] = BATCH - 1;
-			cache.bytes += (BATCH - 1) * (16 * c + 8);
-			return b;
-		}
-		return malloc(16 * c + 8);
+		if (b == NULL)
+			return refill(c);
+		cache.head[c] = b->next;
+		cache.count[c]--;
+		cache.bytes -= 16 * c + 8;
+		return b;
 	}
 	return malloc(n);
 }
