@@ -341,8 +341,9 @@ static int run_daemon(const struct cli *cli)
 	 * keeps its own free memory.  With two, the peak of 10,000 calls in
 	 * flight moved between 146 and 151 MB from run to run (the creates'
 	 * freed memory stuck in one arena while libcurl's grew the other);
-	 * with one it is 144 MB every time, for about 8 % of throughput
-	 * when the threads contend for it (bench/README.md). */
+	 * with one it is 144 MB every time.  The threads contended for its
+	 * lock (82 % of kilnd's futex calls in W1) until SQLite and jansson
+	 * allocated from the block cache below (bench/README.md). */
 	mallopt(M_ARENA_MAX, 1);
 	/* SQLite and jansson allocate from a per-thread block cache: the
 	 * arena's lock is then taken for few of their ~700 allocations per
