@@ -86,7 +86,8 @@ static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Under shared_lock; shared[c] is also peeked at without it. */
+/* Under shared_lock; shared[c] is also peeked at without it, so it is
+ * read and written atomically. */
 static struct free_block *shared[NCLASS + 1];
 static size_t shared_bytes;
 
@@ -150,7 +151,7 @@ static struct free_block *take_batch(size_t c)
 	pthread_mutex_lock(&shared_lock);
 	b = shared[c];
 	if (b != NULL) {
-		shared[c] = b->next_batch;
+		__atomic_store_n(&shared[c], b->next_batch, __ATOMIC_RELAXED);
 		shared_bytes -= BATCH * (16 * c + 8);
 	}
 	pthread_mutex_unlock(&shared_lock);
@@ -185,13 +186,17 @@ static void give_batch(size_t c)
  * glibc's.  Out of line, so the common case stays a few instructions. */
 static __attribute__((noinline)) void *refill(size_t c)
 {
-	struct free_block *b = take_batch(c);
+	size_t size = 16 * c + 8;
+	struct free_block *b = NULL;
 
+	/* A batch only while the thread's bound has room for it. */
+	if (cache.bytes + BATCH * size <= CACHE_BYTES)
+		b = take_batch(c);
 	if (b == NULL)
-		return malloc(16 * c + 8);
+		return malloc(size);
 	cache.head[c] = b->next;
 	cache.count[c] = BATCH - 1;
-	cache.bytes += (BATCH - 1) * (16 * c + 8);
+	cache.bytes += (BATCH - 1) * size;
 	return b;
 }
 
@@ -273,7 +278,7 @@ void kiln_block_cache_drain_shared(void)
 			free_chain(b);
 			b = next;
 		}
-		shared[c] = NULL;
+		__atomic_store_n(&shared[c], NULL, __ATOMIC_RELAXED);
 	}
 	shared_bytes = 0;
 	pthread_mutex_unlock(&shared_lock);
