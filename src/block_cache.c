@@ -54,7 +54,9 @@
 
 /* Class c holds blocks whose usable size is 16 * c + 8 bytes: what glibc
  * gives for any request of 16 * (c - 1) + 9 up to 16 * c + 8 bytes on
- * 64-bit Linux (chunks are multiples of 16, with an 8-byte header). */
+ * 64-bit Linux (chunks are multiples of 16, with an 8-byte header).  It
+ * sometimes gives more, when what would be left of a free chunk is too
+ * small to keep; such a block is filed under the class of its real size. */
 #define NCLASS 32
 #define MAX_CACHED (16 * NCLASS + 8)
 #define BLOCKS_PER_CLASS KILN_BLOCK_CACHE_PER_CLASS

@@ -345,9 +345,8 @@ static int run_daemon(const struct cli *cli)
 	 * lock (82 % of kilnd's futex calls in W1) until SQLite and jansson
 	 * allocated from the block cache below (bench/README.md). */
 	mallopt(M_ARENA_MAX, 1);
-	/* SQLite and jansson allocate from a per-thread block cache: the
-	 * arena's lock is then taken for few of their ~700 allocations per
-	 * workflow (block_cache.c). */
+	/* Before any SQLite call: SQLite takes its allocator only while it
+	 * is not yet initialised. */
 	if (kiln_block_cache_install() != 0)
 		kiln_log(KILN_LOG_WARN, "SQLite's allocator could not be set");
 	/* Block the stop signals before any thread exists; all threads
