@@ -2,7 +2,7 @@
  * test_migrate.c - schema migrations on real files: a database made by
  * the migrations before 006 or 007 (an older kilnd) is upgraded with
  * every row kept, ends with the same schema as a new database, and keeps
- * its constraints.
+ * its constraints; one made before 009 gets ascending indexes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -429,6 +429,88 @@ static void test_running_steps_are_found_by_index(void **state)
 	sqlite3_close(db);
 }
 
+/* The lists, newest first, as kilnd asks them (store_workflows.c,
+ * store_deliveries.c, store_templates.c, store_batches.c). */
+static const char *const NEWEST_FIRST[] = {
+	"SELECT id FROM workflows WHERE is_deleted = 0"
+	" ORDER BY created_at DESC, rowid DESC LIMIT 50",
+	"SELECT id FROM workflows WHERE status = 'RUNNING' AND is_deleted = 0"
+	" ORDER BY created_at DESC, rowid DESC LIMIT 50",
+	"SELECT id FROM workflows WHERE origin_tenant_id = 't'"
+	" AND is_deleted = 0 ORDER BY created_at DESC, rowid DESC LIMIT 50",
+	"SELECT id FROM webhook_deliveries"
+	" ORDER BY created_at DESC, rowid DESC LIMIT 50",
+	"SELECT id FROM webhook_deliveries WHERE workflow_id = 'w1'"
+	" ORDER BY created_at DESC, rowid DESC LIMIT 50",
+	"SELECT id FROM templates ORDER BY created_at DESC, rowid DESC"
+	" LIMIT 50",
+	"SELECT id FROM templates WHERE tenant_id = 't'"
+	" ORDER BY created_at DESC, rowid DESC LIMIT 50",
+	"SELECT id FROM batches ORDER BY created_at DESC, rowid DESC LIMIT 50",
+};
+
+static const char *INDEXES_SQL =
+	"SELECT name, sql FROM sqlite_schema WHERE type = 'index'"
+	" AND sql IS NOT NULL ORDER BY name";
+
+/* Migration 009: a store with the DESC indexes keeps every row, ends with
+ * a new store's indexes, and each list walks its index backwards, where
+ * it used to sort the rows of equal created_at in a temporary b-tree. */
+static void test_created_indexes_ascend(void **state)
+{
+	sqlite3 *old = open_db("old.db"), *fresh = open_db("new.db");
+	struct kiln_err err = {0};
+	char *before, *after, *a, *b, *plan;
+	size_t i;
+
+	(void)state;
+	migrate_until(old, "009");
+	exec_ok(old, STEPS_SQL);
+	before = dump(old, "SELECT rowid, * FROM workflows ORDER BY rowid");
+	plan = dump(old, "EXPLAIN QUERY PLAN SELECT id FROM workflows"
+			 " WHERE is_deleted = 0"
+			 " ORDER BY created_at DESC, rowid DESC LIMIT 50");
+	assert_non_null(strstr(plan, "TEMP B-TREE"));
+	free(plan);
+
+	assert_int_equal(kiln_migrate(old, &err), KILN_OK);
+	assert_int_equal(kiln_migrate(fresh, &err), KILN_OK);
+	after = dump(old, "SELECT rowid, * FROM workflows ORDER BY rowid");
+	assert_string_equal(after, before);
+	a = dump(old, INDEXES_SQL);
+	b = dump(fresh, INDEXES_SQL);
+	assert_string_equal(a, b);
+	assert_null(strstr(a, "DESC"));
+	for (i = 0; i < sizeof(NEWEST_FIRST) / sizeof(*NEWEST_FIRST); i++) {
+		char sql[512];
+
+		snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s",
+			 NEWEST_FIRST[i]);
+		plan = dump(old, sql);
+		if (strstr(plan, "USING INDEX") == NULL ||
+		    strstr(plan, "TEMP B-TREE") != NULL)
+			fail_msg("%s:\n%s", NEWEST_FIRST[i], plan);
+		free(plan);
+	}
+	/* Newest first, ties by rowid, as before. */
+	exec_ok(old, "INSERT INTO workflows (id, name, status,"
+		     " origin_instance, total_steps, created_at, updated_at)"
+		     " VALUES ('w5', 'tie', 'RUNNING', 'api', 0, 3, 3)");
+	plan = dump(old, "SELECT id FROM workflows WHERE is_deleted = 0"
+			 " ORDER BY created_at DESC, rowid DESC");
+	assert_string_equal(plan, "w5\nw2\nw1\n");
+	free(plan);
+	plan = dump(old, "PRAGMA integrity_check");
+	assert_string_equal(plan, "ok\n");
+	free(plan);
+	free(a);
+	free(b);
+	free(before);
+	free(after);
+	sqlite3_close(old);
+	sqlite3_close(fresh);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -448,6 +530,8 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_workflow_constraints_still_hold, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_created_indexes_ascend,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
