@@ -43,6 +43,11 @@ static enum kiln_rc exec_id_now(struct kiln_store *st, const char *sql,
 
 /* ---- advance --------------------------------------------------------- */
 
+/* A step of workflow ?1 has completed, at ?2. */
+static const char SQL_COUNT_STEP[] =
+	"UPDATE workflows SET completed_steps = completed_steps + 1,"
+	" updated_at = ?2 WHERE id = ?1";
+
 struct step_graph {
 	size_t n;
 	struct kiln_dag_node *nodes;
@@ -182,29 +187,29 @@ static enum kiln_rc claim_locked(struct kiln_store *st,
 				 json_t **claim_out, struct kiln_err *err);
 
 /*
- * The advance, inside the caller's transaction: marks the RUNNING
- * workflow COMPLETED when every step is, else marks PENDING steps whose
- * dependencies are COMPLETED as READY.  Appends the uuids of all READY
- * steps to ready, or, with who, claims them and appends their claims.
+ * The advance of a workflow known to be RUNNING, inside the caller's
+ * transaction: marks it COMPLETED when every step is, else marks PENDING
+ * steps whose dependencies are COMPLETED as READY.  Appends the uuids of
+ * all READY steps to out, or, with who, claims them and appends their
+ * claims.  count: a step has just completed and completed_steps does not
+ * show it yet; the COMPLETED update sets it to total_steps anyway, so
+ * only an advance that leaves steps to run counts it (one update less
+ * per workflow on the hot path).
  */
-enum kiln_rc kiln_store_advance_locked(struct kiln_store *st, const char *wf_id,
-				   const struct kiln_claimer *who,
-				   json_t *out, struct kiln_err *err)
+static enum kiln_rc advance_running(struct kiln_store *st, const char *wf_id,
+				    const struct kiln_claimer *who, int count,
+				    json_t *out, struct kiln_err *err)
 {
 	static const char sql_complete[] =
 		"UPDATE workflows SET status = 'COMPLETED', completed_at = ?2,"
 		" completed_steps = total_steps, updated_at = ?2"
 		" WHERE id = ?1 AND status = 'RUNNING'";
 	struct step_graph g = {0};
-	enum kiln_wf_status wf_status;
 	int64_t now = kiln_now_ms();
 	size_t i, n_done = 0;
 	enum kiln_rc rc;
 	json_t *claim;
 
-	rc = workflow_status(st, wf_id, &wf_status, err);
-	if (rc != KILN_OK || wf_status != KILN_WF_RUNNING)
-		return rc;
 	rc = graph_load(st, wf_id, &g, err);
 	if (rc != KILN_OK)
 		return rc;
@@ -222,7 +227,10 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st, const char *wf_id,
 		}
 		goto out;
 	}
-	rc = mark_ready(st, &g, now, who == NULL, err);
+	if (count)
+		rc = exec_id_now(st, SQL_COUNT_STEP, wf_id, now, err);
+	if (rc == KILN_OK)
+		rc = mark_ready(st, &g, now, who == NULL, err);
 	for (i = 0; rc == KILN_OK && i < g.n; i++) {
 		if (g.status[i] != KILN_STEP_READY)
 			continue;
@@ -237,6 +245,19 @@ enum kiln_rc kiln_store_advance_locked(struct kiln_store *st, const char *wf_id,
 out:
 	graph_free(&g);
 	return rc;
+}
+
+enum kiln_rc kiln_store_advance_locked(struct kiln_store *st, const char *wf_id,
+				   const struct kiln_claimer *who,
+				   json_t *out, struct kiln_err *err)
+{
+	enum kiln_wf_status wf_status;
+	enum kiln_rc rc;
+
+	rc = workflow_status(st, wf_id, &wf_status, err);
+	if (rc != KILN_OK || wf_status != KILN_WF_RUNNING)
+		return rc;
+	return advance_running(st, wf_id, who, 0, out, err);
 }
 
 static enum kiln_rc advance_tx(struct kiln_store *st, const char *wf_id,
@@ -309,8 +330,6 @@ static const struct kiln_col_spec CLAIM_ROW[] = {
 	{"job", 15, KILN_COL_JSON},
 	{"next_attempt_at", 16, KILN_COL_INT},
 	{"first_started_at", 17, KILN_COL_INT},
-	{"attempt", 18, KILN_COL_INT},
-	{"last_outcome", 19, KILN_COL_TEXT},
 };
 
 /* The columns of a claim (CLAIM_ROW's, then the run's inputs). */
@@ -320,9 +339,7 @@ static const struct kiln_col_spec CLAIM_ROW[] = {
 	" COALESCE(current_provider, provider), on_fallback,"                \
 	" provider_retries, provider_config, fallback_provider_type,"        \
 	" fallback_provider_config, job, next_attempt_at,"                   \
-	" first_started_at, json_array_length(attempts),"                    \
-	" json_extract(attempts, '$[#-1].outcome'),"                         \
-	" (SELECT run_inputs FROM workflows w"                                \
+	" first_started_at, (SELECT run_inputs FROM workflows w"              \
 	"  WHERE w.id = steps.workflow_id)"
 
 /* The claim of step_uuid from s's current row of CLAIM_COLS, with the
@@ -345,9 +362,9 @@ static enum kiln_rc claim_of_row(struct kiln_store *st, sqlite3_stmt *s,
 	/* A run's inputs are what mappings from "$inputs" read. */
 	results = json_object();
 	json_object_set_new(claim, "results", results);
-	if (sqlite3_column_type(s, 20) != SQLITE_NULL)
+	if (sqlite3_column_type(s, 18) != SQLITE_NULL)
 		json_object_set_new(results, KILN_INPUTS_STEP,
-				    kiln_col_json(s, 20));
+				    kiln_col_json(s, 18));
 	r = kiln_store_stmt(st, sql_results, err);
 	if (r == NULL) {
 		json_decref(claim);
@@ -442,8 +459,6 @@ json_t *kiln_claim_of_new_step(const char *wf_id, const json_t *step,
 	json_object_set_new(claim, "job", json_null());
 	json_object_set_new(claim, "next_attempt_at", json_null());
 	json_object_set_new(claim, "first_started_at", json_integer(now_ms));
-	json_object_set_new(claim, "attempt", json_integer(1));
-	json_object_set_new(claim, "last_outcome", json_string("running"));
 	/* No dependencies: the run's inputs are all a mapping can read. */
 	if (run_inputs != NULL && !json_is_null(run_inputs))
 		json_object_set_new(results, KILN_INPUTS_STEP,
@@ -452,26 +467,28 @@ json_t *kiln_claim_of_new_step(const char *wf_id, const json_t *step,
 	return claim;
 }
 
-#define CLAIM_SQL(from)                                                       \
+#define CLAIM_SQL(where)                                                      \
 	"UPDATE steps SET status = 'RUNNING', task_id = ?3,"                  \
 	" started_at = ?2, completed_at = NULL, error_message = NULL,"        \
 	" lease_owner = ?4, lease_expires_at = ?5, updated_at = ?2,"          \
 	" first_started_at = COALESCE(first_started_at, ?2),"                \
 	" current_provider = COALESCE(current_provider, provider),"          \
 	" next_attempt_at = NULL, job = NULL, attempts = " NEW_ATTEMPT        \
-	" WHERE id = ?1 AND status IN (" from ") AND (SELECT w.status"        \
-	" FROM workflows w WHERE w.id = steps.workflow_id) = 'RUNNING'"
+	" WHERE id = ?1 AND " where
 
-/* from_pending: the caller found the step ready in this transaction
- * (advance), so it may still be PENDING in the store. */
+/* from_pending: the caller (advance) found the step ready and its
+ * workflow RUNNING in this transaction, so the step may still be PENDING
+ * in the store, and the workflow need not be read again. */
 static enum kiln_rc claim_locked(struct kiln_store *st,
 				 const char *step_uuid, int from_pending,
 				 const struct kiln_claimer *who,
 				 json_t **claim_out, struct kiln_err *err)
 {
-	static const char sql_ready[] = CLAIM_SQL("'READY'");
+	static const char sql_ready[] = CLAIM_SQL(
+		"status = 'READY' AND (SELECT w.status FROM workflows w"
+		" WHERE w.id = steps.workflow_id) = 'RUNNING'");
 	static const char sql_ready_or_pending[] =
-		CLAIM_SQL("'READY', 'PENDING'");
+		CLAIM_SQL("(status = 'READY' OR status = 'PENDING')");
 	char task_id[KILN_UUID_LEN];
 	sqlite3_stmt *s;
 	int src;
@@ -569,14 +586,12 @@ static enum kiln_rc finish_step(struct kiln_store *st, const char *step_uuid,
 		"   ELSE active_provider_capabilities END,"
 		" attempts = " END_ATTEMPT
 		" WHERE id = ?1 AND task_id = ?2 AND status = 'RUNNING'";
-	/* Read after the UPDATE, not by RETURNING (see claim_locked). */
+	/* Read after the UPDATE, not by RETURNING (see claim_locked); with
+	 * the workflow's status, which decides what follows. */
 	static const char sql_ended[] =
-		"SELECT workflow_id, step_id, (SELECT w.webhook_url IS NOT"
-		"   NULL FROM workflows w WHERE w.id = steps.workflow_id)"
-		" FROM steps WHERE id = ?1";
-	static const char sql_count[] =
-		"UPDATE workflows SET completed_steps = completed_steps + 1,"
-		" updated_at = ?2 WHERE id = ?1";
+		"SELECT s.workflow_id, s.step_id, w.webhook_url IS NOT NULL,"
+		" w.status FROM steps s JOIN workflows w"
+		" ON w.id = s.workflow_id WHERE s.id = ?1";
 	static const char sql_fail[] =
 		"UPDATE workflows SET errors = json_insert(errors, '$[#]', ?3),"
 		" error_message = CASE WHEN status IN ('RUNNING', 'PAUSED')"
@@ -595,6 +610,7 @@ static enum kiln_rc finish_step(struct kiln_store *st, const char *step_uuid,
 	char wf_id[KILN_UUID_LEN] = "";
 	char step_id[512] = ""; /* ids are at most 100 characters */
 	int has_hook = 0;
+	enum kiln_wf_status wf_status = KILN_WF_FAILED;
 	char *wf_error = NULL;
 	sqlite3_stmt *s;
 	enum kiln_rc rc;
@@ -637,6 +653,12 @@ static enum kiln_rc finish_step(struct kiln_store *st, const char *step_uuid,
 		/* Step ends are the hot path: without a webhook_url no
 		 * event is rendered or even looked up. */
 		has_hook = sqlite3_column_int(s, 2);
+		if (kiln_wf_status_parse((const char *)sqlite3_column_text(s, 3),
+					 &wf_status) != 0) {
+			sqlite3_reset(s);
+			rc = kiln_err_set(err, KILN_EIO, "", "corrupt status");
+			goto fail;
+		}
 		if (!ok) {
 			len = strlen(sid) + strlen(error_message) + 32;
 			wf_error = malloc(len);
@@ -659,23 +681,28 @@ static enum kiln_rc finish_step(struct kiln_store *st, const char *step_uuid,
 		goto fail;
 	}
 	if (ok) {
-		rc = exec_id_now(st, sql_count, wf_id, now, err);
+		/* The event shows the count; without one, the advance counts
+		 * the step (or completes the workflow) itself. */
+		int counted = has_hook || claims == NULL ||
+			      wf_status != KILN_WF_RUNNING;
+
+		if (counted)
+			rc = exec_id_now(st, SQL_COUNT_STEP, wf_id, now, err);
 		if (rc == KILN_OK && has_hook)
 			rc = kiln_store_queue_event(st, wf_id, "step.completed",
 						    step_id, NULL, err);
 		/* What the result lets run, in the same transaction. */
 		if (rc == KILN_OK && claims != NULL) {
 			*claims = json_array();
-			rc = kiln_store_advance_locked(st, wf_id, who, *claims, err);
+			if (wf_status == KILN_WF_RUNNING)
+				rc = advance_running(st, wf_id, who, !counted,
+						     *claims, err);
 		}
 	} else {
 		struct kiln_event_error why = {end->outcome, end->http_status,
 					       error_message, end->field};
-		enum kiln_wf_status before = KILN_WF_FAILED;
+		enum kiln_wf_status before = wf_status;
 
-		rc = workflow_status(st, wf_id, &before, err);
-		if (rc != KILN_OK)
-			goto fail;
 		s = kiln_store_stmt(st, sql_fail, err);
 		if (s == NULL) {
 			rc = err ? err->code : KILN_EIO;

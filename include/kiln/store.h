@@ -214,7 +214,7 @@ enum kiln_rc kiln_store_advance(struct kiln_store *st, const char *wf_id,
  * "provider", "current_provider", "on_fallback", "provider_retries",
  * "retry_count", "max_retries", "task_id", "config", "input_mappings",
  * "provider_config", "fallback_provider_type", "fallback_provider_config",
- * "job", "next_attempt_at", "first_started_at", "attempt", "last_outcome",
+ * "job", "next_attempt_at", "first_started_at",
  * "results": {step_id: result, ...}}.  KILN_ECONFLICT when the step is no
  * longer READY or its workflow not RUNNING.
  */

@@ -101,6 +101,31 @@ static const char *str(const json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
+/* The stored completed_steps column (a GET or a list counts the steps
+ * instead), read on a connection of its own. */
+static sqlite3_int64 stored_completed_steps(const char *id)
+{
+	char path[128];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	sqlite3_int64 n = -1;
+
+	snprintf(path, sizeof(path), "%s/kiln.db", data_dir);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT completed_steps FROM"
+					    " workflows WHERE id = ?1",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return n;
+}
+
 static const char *step_status(const json_t *wf, size_t i)
 {
 	return str(json_array_get(json_object_get(wf, "steps"), i), "status");
@@ -273,7 +298,7 @@ static void test_engine_cycle_to_completed(void **state)
 	struct kiln_err err = {0};
 	struct kiln_claimer who = {"me", INT64_MAX};
 	char *id = insert(FASHION, "RUNNING", NULL);
-	json_t *claim, *result, *wf, *claims = NULL;
+	json_t *claim, *result, *wf, *attempts, *claims = NULL;
 
 	claim = advance_and_claim(id);
 	assert_string_equal(str(claim, "step_id"), "generate");
@@ -298,10 +323,19 @@ static void test_engine_cycle_to_completed(void **state)
 	claim = json_incref(json_array_get(claims, 0));
 	json_decref(claims);
 	assert_string_equal(str(claim, "step_id"), "refine");
-	assert_int_equal(json_integer_value(json_object_get(claim, "attempt")),
-			 1);
 	wf = get(id);
 	assert_string_equal(step_status(wf, 1), "RUNNING");
+	/* The advance counted the step it followed. */
+	assert_int_equal(
+		json_integer_value(json_object_get(wf, "completed_steps")), 1);
+	assert_int_equal(stored_completed_steps(id), 1);
+	/* Its first attempt started with the claim. */
+	attempts = json_object_get(json_array_get(json_object_get(wf, "steps"),
+						  1),
+				   "attempts");
+	assert_int_equal(json_array_size(attempts), 1);
+	assert_string_equal(str(json_array_get(attempts, 0), "outcome"),
+			    "running");
 	json_decref(wf);
 	/* The claim carries the results of completed steps for mappings. */
 	assert_string_equal(
@@ -320,6 +354,7 @@ static void test_engine_cycle_to_completed(void **state)
 	assert_string_equal(str(wf, "status"), "COMPLETED");
 	assert_int_equal(
 		json_integer_value(json_object_get(wf, "completed_steps")), 2);
+	assert_int_equal(stored_completed_steps(id), 2);
 	assert_true(json_real_value(json_object_get(wf, "progress")) == 100.0);
 	assert_string_equal(str(json_object_get(wf, "final_step_result"),
 				"result_image_path"),
@@ -440,8 +475,6 @@ static void test_recover_and_reopen(void **state)
 			 KILN_OK);
 	/* The job survives the crash, so it is polled, not resubmitted. */
 	assert_string_equal(str(json_object_get(claim, "job"), "id"), "job-1");
-	assert_int_equal(json_integer_value(json_object_get(claim, "attempt")),
-			 2);
 	assert_int_equal(
 		json_integer_value(json_object_get(claim, "retry_count")), 1);
 	json_decref(claim);
