@@ -681,10 +681,10 @@ static enum kiln_rc finish_step(struct kiln_store *st, const char *step_uuid,
 		goto fail;
 	}
 	if (ok) {
-		/* The event shows the count; without one, the advance counts
-		 * the step (or completes the workflow) itself. */
-		int counted = has_hook || claims == NULL ||
-			      wf_status != KILN_WF_RUNNING;
+		/* An advance counts the step itself, or completes the
+		 * workflow, which sets the count (events and reads count the
+		 * steps, not this column). */
+		int counted = claims == NULL || wf_status != KILN_WF_RUNNING;
 
 		if (counted)
 			rc = exec_id_now(st, SQL_COUNT_STEP, wf_id, now, err);

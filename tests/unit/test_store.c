@@ -131,6 +131,13 @@ static const char *step_status(const json_t *wf, size_t i)
 	return str(json_array_get(json_object_get(wf, "steps"), i), "status");
 }
 
+/* The attempts listed for the workflow's step i. */
+static json_t *step_attempts(const json_t *wf, size_t i)
+{
+	return json_object_get(json_array_get(json_object_get(wf, "steps"), i),
+			       "attempts");
+}
+
 static void test_insert_renders_every_field(void **state)
 {
 	static const char *const wf_fields[] = {
@@ -330,9 +337,7 @@ static void test_engine_cycle_to_completed(void **state)
 		json_integer_value(json_object_get(wf, "completed_steps")), 1);
 	assert_int_equal(stored_completed_steps(id), 1);
 	/* Its first attempt started with the claim. */
-	attempts = json_object_get(json_array_get(json_object_get(wf, "steps"),
-						  1),
-				   "attempts");
+	attempts = step_attempts(wf, 1);
 	assert_int_equal(json_array_size(attempts), 1);
 	assert_string_equal(str(json_array_get(attempts, 0), "outcome"),
 			    "running");
@@ -359,12 +364,7 @@ static void test_engine_cycle_to_completed(void **state)
 	assert_string_equal(str(json_object_get(wf, "final_step_result"),
 				"result_image_path"),
 			    "/x.png");
-	assert_string_equal(str(json_array_get(json_object_get(
-					json_array_get(json_object_get(wf,
-								       "steps"),
-						       1),
-					"attempts"),
-				0),
+	assert_string_equal(str(json_array_get(step_attempts(wf, 1), 0),
 				"outcome"),
 			    "succeeded");
 	json_decref(wf);
@@ -479,9 +479,7 @@ static void test_recover_and_reopen(void **state)
 		json_integer_value(json_object_get(claim, "retry_count")), 1);
 	json_decref(claim);
 	wf = get(id);
-	attempts = json_object_get(json_array_get(json_object_get(wf, "steps"),
-						  0),
-				   "attempts");
+	attempts = step_attempts(wf, 0);
 	assert_int_equal(json_array_size(attempts), 2);
 	assert_string_equal(str(json_array_get(attempts, 0), "outcome"),
 			    "transient_error");
