@@ -106,6 +106,16 @@ static char *dump(sqlite3 *db, const char *sql)
 	return out;
 }
 
+/* Fails unless the query's rows (as dump gives them) are want. */
+static void expect_dump(sqlite3 *db, const char *sql, const char *want)
+{
+	char *got = dump(db, sql);
+
+	if (strcmp(got, want) != 0)
+		fail_msg("%s:\n got: %s\nwant: %s", sql, got, want);
+	free(got);
+}
+
 /* Steps with every column set, as the engine leaves them mid-run. */
 static const char *STEPS_SQL =
 	"INSERT INTO workflows (id, name, status, origin_instance,"
@@ -154,7 +164,7 @@ static void test_upgrade_keeps_every_step(void **state)
 {
 	sqlite3 *db = open_db("old.db");
 	struct kiln_err err = {0};
-	char *before, *after, *names;
+	char *before, *after;
 
 	(void)state;
 	migrate_until(db, "006");
@@ -166,22 +176,16 @@ static void test_upgrade_keeps_every_step(void **state)
 	after = dump(db, ALL_STEPS);
 	assert_string_equal(after, before);
 
-	names = dump(db, "SELECT name FROM sqlite_schema WHERE tbl_name ="
-			 " 'steps' AND type = 'index' ORDER BY name");
-	assert_string_equal(names, "sqlite_autoindex_steps_1\n"
-				   "sqlite_autoindex_steps_2\n"
-				   "steps_running\n");
-	free(names);
-	names = dump(db, "SELECT name FROM schema_migrations WHERE name"
-			 " LIKE '006%'");
-	assert_string_equal(names, "006_steps_lean.sql\n");
-	free(names);
-	names = dump(db, "PRAGMA integrity_check");
-	assert_string_equal(names, "ok\n");
-	free(names);
-	names = dump(db, "PRAGMA foreign_key_check");
-	assert_string_equal(names, "");
-	free(names);
+	expect_dump(db,
+		    "SELECT name FROM sqlite_schema WHERE tbl_name ="
+		    " 'steps' AND type = 'index' ORDER BY name",
+		    "sqlite_autoindex_steps_1\n"
+		    "sqlite_autoindex_steps_2\n"
+		    "steps_running\n");
+	expect_dump(db, "SELECT name FROM schema_migrations WHERE name"
+			 " LIKE '006%'", "006_steps_lean.sql\n");
+	expect_dump(db, "PRAGMA integrity_check", "ok\n");
+	expect_dump(db, "PRAGMA foreign_key_check", "");
 	free(before);
 	free(after);
 	sqlite3_close(db);
@@ -225,7 +229,6 @@ static void test_constraints_still_hold(void **state)
 		"FAILED",  "SKIPPED", "CANCELLED"};
 	sqlite3 *db = open_db("old.db");
 	struct kiln_err err = {0};
-	char *left;
 	size_t i;
 
 	(void)state;
@@ -258,9 +261,7 @@ static void test_constraints_still_hold(void **state)
 		SQLITE_OK);
 	/* Deleting a workflow still deletes its steps. */
 	exec_ok(db, "DELETE FROM workflows WHERE id = 'w1'");
-	left = dump(db, "SELECT id FROM steps ORDER BY id");
-	assert_string_equal(left, "s4\n");
-	free(left);
+	expect_dump(db, "SELECT id FROM steps ORDER BY id", "s4\n");
 	sqlite3_close(db);
 }
 
@@ -275,7 +276,7 @@ static void test_workflows_rebuild_keeps_every_row(void **state)
 {
 	sqlite3 *db = open_db("old.db");
 	struct kiln_err err = {0};
-	char *wf_before, *wf_after, *st_before, *st_after, *out;
+	char *wf_before, *wf_after, *st_before, *st_after;
 
 	(void)state;
 	migrate_until(db, "007");
@@ -302,20 +303,12 @@ static void test_workflows_rebuild_keeps_every_row(void **state)
 	assert_string_equal(st_after, st_before);
 	assert_non_null(strstr(st_after, "s4"));
 
-	out = dump(db, "SELECT name FROM schema_migrations WHERE name"
-		       " LIKE '007%'");
-	assert_string_equal(out, "007_workflows_status_check.sql\n");
-	free(out);
-	out = dump(db, "PRAGMA integrity_check");
-	assert_string_equal(out, "ok\n");
-	free(out);
-	out = dump(db, "PRAGMA foreign_key_check");
-	assert_string_equal(out, "");
-	free(out);
+	expect_dump(db, "SELECT name FROM schema_migrations WHERE name"
+		       " LIKE '007%'", "007_workflows_status_check.sql\n");
+	expect_dump(db, "PRAGMA integrity_check", "ok\n");
+	expect_dump(db, "PRAGMA foreign_key_check", "");
 	/* Foreign keys are on again for the connection's next writes. */
-	out = dump(db, "PRAGMA foreign_keys");
-	assert_string_equal(out, "1\n");
-	free(out);
+	expect_dump(db, "PRAGMA foreign_keys", "1\n");
 	free(wf_before);
 	free(wf_after);
 	free(st_before);
@@ -389,9 +382,7 @@ static void test_workflow_constraints_still_hold(void **state)
 		SQLITE_OK);
 	/* Deleting a workflow still deletes its steps, and only its. */
 	exec_ok(db, "DELETE FROM workflows WHERE id = 'w1'");
-	out = dump(db, "SELECT id FROM steps ORDER BY id");
-	assert_string_equal(out, "s4\n");
-	free(out);
+	expect_dump(db, "SELECT id FROM steps ORDER BY id", "s4\n");
 	/* The status filter of the list still reads its index, and its
 	 * count reads nothing else (migration 008). */
 	out = dump(db, "EXPLAIN QUERY PLAN SELECT count(*) FROM workflows"
@@ -496,13 +487,11 @@ static void test_created_indexes_ascend(void **state)
 	exec_ok(old, "INSERT INTO workflows (id, name, status,"
 		     " origin_instance, total_steps, created_at, updated_at)"
 		     " VALUES ('w5', 'tie', 'RUNNING', 'api', 0, 3, 3)");
-	plan = dump(old, "SELECT id FROM workflows WHERE is_deleted = 0"
-			 " ORDER BY created_at DESC, rowid DESC");
-	assert_string_equal(plan, "w5\nw2\nw1\n");
-	free(plan);
-	plan = dump(old, "PRAGMA integrity_check");
-	assert_string_equal(plan, "ok\n");
-	free(plan);
+	expect_dump(old,
+		    "SELECT id FROM workflows WHERE is_deleted = 0"
+		    " ORDER BY created_at DESC, rowid DESC",
+		    "w5\nw2\nw1\n");
+	expect_dump(old, "PRAGMA integrity_check", "ok\n");
 	free(a);
 	free(b);
 	free(before);
