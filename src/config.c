@@ -311,6 +311,7 @@ enum kiln_rc kiln_config_init_defaults(struct kiln_config *cfg,
 	cfg->max_inflight = 10000;
 	cfg->idle_connections = KILN_IO_IDLE_CONNECTIONS;
 	cfg->commit_delay_us = 500;
+	cfg->wal_limit_mb = 64;
 	cfg->batch_max_body_bytes = KILN_DEFAULT_BATCH_MAX_BODY_BYTES;
 	cfg->batch_max_running = 1000;
 	cfg->listen_host = strdup("127.0.0.1");
@@ -512,6 +513,8 @@ static const struct int_key {
 	 offsetof(struct kiln_config, idle_connections)},
 	{"commit_delay_us", 0, 100000, INT_FIELD,
 	 offsetof(struct kiln_config, commit_delay_us)},
+	{"wal_limit_mb", 0, 1048576, INT_FIELD,
+	 offsetof(struct kiln_config, wal_limit_mb)},
 	{"batch_max_body_bytes", 1024, 1073741824, SIZE_FIELD,
 	 offsetof(struct kiln_config, batch_max_body_bytes)},
 	{"batch_max_running", 1, 1000000, INT_FIELD,

@@ -371,6 +371,7 @@ static int run_daemon(const struct cli *cli)
 		kiln_log(KILN_LOG_ERROR, "store: %s", err.msg);
 		goto out_curl;
 	}
+	kiln_store_set_wal_limit((int64_t)cfg.wal_limit_mb << 20);
 	if (kiln_store_checkpointer_start(500, &err) != KILN_OK) {
 		kiln_log(KILN_LOG_ERROR, "store: %s", err.msg);
 		goto out_store;

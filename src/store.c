@@ -25,7 +25,6 @@
 #include "kiln/store.h"
 #include "store_conn.h"
 
-#define BUSY_TIMEOUT_MS 5000
 
 static char *db_path;
 /* Who is told that a commit queued webhook deliveries (the dispatcher). */
@@ -117,7 +116,7 @@ enum kiln_rc kiln_conn_open(const char *path, struct kiln_conn *c,
 		kiln_conn_close(c);
 		return KILN_EIO;
 	}
-	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+	sqlite3_busy_timeout(c->db, KILN_STORE_BUSY_TIMEOUT_MS);
 	rc = sqlite3_exec(c->db,
 			  "PRAGMA journal_mode=WAL;"
 			  "PRAGMA synchronous=NORMAL;"
@@ -134,9 +133,22 @@ enum kiln_rc kiln_conn_open(const char *path, struct kiln_conn *c,
 			   * directory. */
 			  "PRAGMA secure_delete=OFF;",
 			  NULL, NULL, &errmsg);
-	if (rc == SQLITE_OK && background_checkpoints)
+	if (rc == SQLITE_OK && background_checkpoints) {
 		rc = sqlite3_exec(c->db, "PRAGMA wal_autocheckpoint=0;", NULL,
 				  NULL, &errmsg);
+		/* After wal_autocheckpoint, which sets a hook of its own. */
+		sqlite3_wal_hook(c->db, kiln_store_on_wal_commit, NULL);
+		/* A WAL that outgrew its limit (a reader held the restart
+		 * off) shrinks back to it when it starts over. */
+		if (kiln_store_wal_limit() > 0) {
+			char sql[64];
+
+			snprintf(sql, sizeof(sql),
+				 "PRAGMA journal_size_limit=%lld",
+				 (long long)kiln_store_wal_limit());
+			rc = sqlite3_exec(c->db, sql, NULL, NULL, &errmsg);
+		}
+	}
 	if (rc != SQLITE_OK) {
 		kiln_err_set(err, KILN_EIO, "", "cannot configure %s: %s", path,
 			     errmsg ? errmsg : sqlite3_errstr(rc));

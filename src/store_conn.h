@@ -46,10 +46,19 @@ struct kiln_store {
 	struct kiln_write_marks marks; /* of the write under way */
 };
 
+/* How long a statement waits for a lock another connection holds. */
+#define KILN_STORE_BUSY_TIMEOUT_MS 5000
+
 /* Opens path configured as every connection is (WAL, foreign keys...). */
 enum kiln_rc kiln_conn_open(const char *path, struct kiln_conn *c,
 			    struct kiln_err *err);
 void kiln_conn_close(struct kiln_conn *c);
+/* kiln_store_set_wal_limit's bytes (0: none). */
+int64_t kiln_store_wal_limit(void);
+/* sqlite3_wal_hook of every connection opened while background
+ * checkpoints are on (store_checkpoint.c). */
+int kiln_store_on_wal_commit(void *ctx, sqlite3 *db, const char *name,
+			     int frames);
 /* The database path of kiln_store_init (NULL before). */
 const char *kiln_store_path(void);
 /* After this thread's part of a write ended: tells the hooks what it did

@@ -509,9 +509,44 @@ void kiln_store_writer_close(void)
 	kiln_store_write_stats(&w);
 	if (w.commits > 0)
 		kiln_log(KILN_LOG_INFO,
-			 "store: %llu writes committed in %llu groups",
+			 "store: %llu writes committed in %llu groups; WAL"
+			 " restarted %llu times (%llu missed)",
 			 (unsigned long long)w.parts,
-			 (unsigned long long)w.commits);
+			 (unsigned long long)w.commits,
+			 (unsigned long long)w.wal_restarts,
+			 (unsigned long long)w.wal_restarts_missed);
+}
+
+int kiln_store_wal_restart(int busy_ms)
+{
+	struct kiln_store *st = kiln_store_thread(NULL);
+	int src, log_frames = 0, done = 0;
+
+	if (st == NULL || st->holds_writer)
+		return -1;
+	pthread_mutex_lock(&writer_lock);
+	/* The open group first: its writers are told of their commit as
+	 * usual (commit_group lets go of the lock to tell them). */
+	while (writer_open && group_open) {
+		st->cur = &writer;
+		st->holds_writer = 1;
+		(void)commit_group(st);
+		pthread_mutex_lock(&writer_lock);
+	}
+	if (!writer_open) {
+		pthread_mutex_unlock(&writer_lock);
+		return -1;
+	}
+	sqlite3_busy_timeout(writer.db, busy_ms);
+	src = sqlite3_wal_checkpoint_v2(writer.db, NULL,
+					SQLITE_CHECKPOINT_RESTART, &log_frames,
+					&done);
+	sqlite3_busy_timeout(writer.db, KILN_STORE_BUSY_TIMEOUT_MS);
+	pthread_mutex_unlock(&writer_lock);
+	__atomic_add_fetch(src == SQLITE_OK ? &stats.wal_restarts
+					    : &stats.wal_restarts_missed,
+			   1, __ATOMIC_RELAXED);
+	return src == SQLITE_OK ? 0 : -1;
 }
 
 void kiln_store_write_stats(struct kiln_write_stats *out)
@@ -519,6 +554,10 @@ void kiln_store_write_stats(struct kiln_write_stats *out)
 	out->commits = __atomic_load_n(&stats.commits, __ATOMIC_RELAXED);
 	out->parts = __atomic_load_n(&stats.parts, __ATOMIC_RELAXED);
 	out->deferred = __atomic_load_n(&stats.deferred, __ATOMIC_RELAXED);
+	out->wal_restarts =
+		__atomic_load_n(&stats.wal_restarts, __ATOMIC_RELAXED);
+	out->wal_restarts_missed =
+		__atomic_load_n(&stats.wal_restarts_missed, __ATOMIC_RELAXED);
 	out->waiting = (uint64_t)__atomic_load_n(&waiting_writers,
 						 __ATOMIC_SEQ_CST);
 }

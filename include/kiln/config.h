@@ -62,6 +62,7 @@ struct kiln_config {
 	int max_inflight;        /* provider HTTP requests at once, 10000 */
 	int idle_connections;    /* provider connections kept idle, 256 */
 	int commit_delay_us;     /* commit pacing under load, 500; 0: none */
+	int wal_limit_mb;        /* WAL restarted at this size, 64; 0: never */
 	size_t batch_max_body_bytes; /* POST /api/v1/batches cap, 64 MiB */
 	int batch_max_running;   /* executions running in all batches, 1000 */
 	struct kiln_provider_cfg *providers;

@@ -48,6 +48,16 @@ enum kiln_rc kiln_store_checkpointer_start(int interval_ms,
 					   struct kiln_err *err)
 	KILN_WARN_UNUSED;
 void kiln_store_checkpointer_stop(void);
+/* Once the WAL holds at least bytes after a commit, the checkpointer
+ * restarts it (kiln_store_wal_restart); 0: never.  Call before start. */
+void kiln_store_set_wal_limit(int64_t bytes);
+/* Copies the whole WAL into the database with every write held back, so
+ * that the next write starts the WAL again from its beginning, over pages
+ * the OS still caches, instead of growing it: under a steady load some
+ * reader or writer always uses the WAL, and PASSIVE checkpoints alone
+ * never let it start over.  Waits up to busy_ms for readers of the WAL
+ * to finish.  0 if restarted, -1 if not (a reader stayed). */
+int kiln_store_wal_restart(int busy_ms);
 
 /* 1 if the store answers a trivial query. */
 int kiln_store_ping(struct kiln_store *st);
@@ -705,6 +715,7 @@ void kiln_store_rollback(struct kiln_store *st);
  * the writers waiting for the lock now. */
 struct kiln_write_stats {
 	uint64_t commits, parts, deferred, waiting;
+	uint64_t wal_restarts, wal_restarts_missed;
 };
 void kiln_store_write_stats(struct kiln_write_stats *out);
 

@@ -86,6 +86,7 @@ static void assert_is_default(const struct kiln_config *cfg)
 	assert_int_equal(cfg->max_connections, 1024);
 	assert_int_equal(cfg->max_connections_per_ip, 256);
 	assert_int_equal(cfg->commit_delay_us, 500);
+	assert_int_equal(cfg->wal_limit_mb, 64);
 	assert_int_equal(cfg->idle_connections, 256);
 	assert_int_equal(cfg->n_providers, 1);
 	assert_string_equal(cfg->providers[0].name, "dryrun");
@@ -132,7 +133,7 @@ static const char FULL_CONFIG[] =
 	" \"jwt_secret\":\"a-long-enough-secret\",\"max_body_bytes\":2048,"
 	" \"http_threads\":2,\"connection_timeout_s\":5,"
 	" \"max_connections\":10,\"max_connections_per_ip\":3,"
-	" \"commit_delay_us\":0,\"idle_connections\":0,"
+	" \"commit_delay_us\":0,\"idle_connections\":0,\"wal_limit_mb\":0,"
 	" \"providers\":{"
 	"   \"fal\":{\"type\":\"http\",\"url\":\"https://fal.example/run\","
 	"     \"headers\":{\"Authorization\":\"Key ${env:KILN_TEST_FAL_KEY}\","
@@ -168,6 +169,7 @@ static void test_full_file(void **state)
 	assert_int_equal(cfg.max_connections_per_ip, 3);
 	assert_int_equal(cfg.commit_delay_us, 0);
 	assert_int_equal(cfg.idle_connections, 0);
+	assert_int_equal(cfg.wal_limit_mb, 0);
 
 	assert_int_equal(cfg.n_providers, 3);
 	fal = kiln_config_provider(&cfg, "fal");
@@ -249,6 +251,9 @@ static const struct bad_case bad_cases[] = {
 	{"{\"idle_connections\":\"many\"}", "idle_connections", "integer"},
 	{"{\"commit_delay_us\":100001}", "commit_delay_us",
 	 "from 0 to 100000"},
+	{"{\"wal_limit_mb\":-1}", "wal_limit_mb", "from 0 to 1048576"},
+	{"{\"wal_limit_mb\":1048577}", "wal_limit_mb", "from 0 to 1048576"},
+	{"{\"wal_limit_mb\":1.5}", "wal_limit_mb", "integer"},
 	{"{\"connection_timeout_s\":3601}", "connection_timeout_s", "3600"},
 	{"{\"max_connections\":0}", "max_connections", "1000000"},
 	{"{\"max_connections_per_ip\":1000001}", "max_connections_per_ip",

@@ -7,7 +7,9 @@
  * after the group's commit; many threads writing at once lose nothing.
  * Writes that do not wait (kiln_store_commit_then) run their fn once
  * their group commits: at once when alone, at kiln_store_flush, at the
- * next waiting writer's commit, or when the pool runs dry.
+ * next waiting writer's commit, or when the pool runs dry.  Under a
+ * steady load, with a reader always on the WAL, the checkpointer keeps the
+ * WAL at its limit by restarting it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -744,6 +747,114 @@ static void test_pacer_commits_when_the_delay_is_up(void **state)
 	/* The store's shutdown (teardown) stops the pacer. */
 }
 
+/* ---- the WAL's limit ------------------------------------------------- */
+
+static int reading;
+
+/* A steady reader: point reads, 100 µs apart, as kilnd's HTTP threads
+ * and workers make them. */
+static void *read_steadily(void *arg)
+{
+	struct kiln_err err = {0};
+	struct kiln_store *st = kiln_store_thread(&err);
+
+	(void)arg;
+	assert_non_null(st);
+	while (__atomic_load_n(&reading, __ATOMIC_ACQUIRE)) {
+		sqlite3_stmt *s = kiln_store_stmt(
+			st, "SELECT length(v) FROM scratch WHERE k = 1", NULL);
+
+		assert_int_equal(kiln_store_begin_read(st, &err), KILN_OK);
+		assert_non_null(s);
+		assert_int_not_equal(sqlite3_step(s), SQLITE_ERROR);
+		sqlite3_reset(s);
+		kiln_store_rollback(st);
+		usleep(100);
+	}
+	kiln_store_thread_release();
+	return NULL;
+}
+
+static off_t wal_size(void)
+{
+	char path[128];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/kiln.db-wal", data_dir);
+	return stat(path, &sb) == 0 ? sb.st_size : -1;
+}
+
+/* n single-row commits of 2 KiB each (two pages a commit at least), with
+ * a steady reader and the checkpointer every interval_ms on limit_bytes;
+ * returns the WAL's largest size seen, and the restarts made. */
+static off_t write_under_load(int64_t first, int n, int64_t limit_bytes,
+			      int interval_ms, uint64_t *restarts)
+{
+	struct kiln_write_stats before, after;
+	struct kiln_err err = {0};
+	struct kiln_store *st;
+	char value[2048];
+	pthread_t reader;
+	off_t largest = 0;
+
+	memset(value, 'x', sizeof(value) - 1);
+	value[sizeof(value) - 1] = '\0';
+	kiln_store_set_wal_limit(limit_bytes);
+	assert_int_equal(kiln_store_checkpointer_start(interval_ms, &err),
+			 KILN_OK);
+	__atomic_store_n(&reading, 1, __ATOMIC_RELEASE);
+	assert_int_equal(pthread_create(&reader, NULL, read_steadily, NULL),
+			 0);
+	kiln_store_write_stats(&before);
+	st = kiln_store_thread(&err);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(kiln_store_begin(st, &err), KILN_OK);
+		assert_int_equal(insert_row(st, first + i, value), SQLITE_DONE);
+		assert_int_equal(kiln_store_commit(st, &err), KILN_OK);
+		if (wal_size() > largest)
+			largest = wal_size();
+	}
+	__atomic_store_n(&reading, 0, __ATOMIC_RELEASE);
+	assert_int_equal(pthread_join(reader, NULL), 0);
+	kiln_store_checkpointer_stop();
+	kiln_store_set_wal_limit(0);
+	kiln_store_write_stats(&after);
+	*restarts = after.wal_restarts - before.wal_restarts;
+	return largest;
+}
+
+static void test_wal_stays_at_its_limit(void **state)
+{
+	const int64_t limit = 256 * 1024;
+	uint64_t restarts = 0;
+	off_t largest;
+
+	(void)state;
+	/* 1,500 commits write about 12 MB of WAL: 48 times the limit.  A
+	 * long interval: only the limit sets the checkpointer to work. */
+	largest = write_under_load(1, 1500, limit, 60 * 1000, &restarts);
+	assert_true(restarts >= 5);
+	/* The limit, and what commits add until the restart (this writer
+	 * writes three times as fast as kilnd at its busiest). */
+	assert_true(largest <= 16 * limit);
+	assert_int_equal(count_where("k >= 1"), 1500);
+}
+
+static void test_wal_grows_without_a_limit(void **state)
+{
+	uint64_t restarts = 0;
+	off_t largest;
+
+	(void)state;
+	/* What the limit prevents: even checkpointed every 5 ms, a WAL that
+	 * some commit always follows never starts over, and takes the whole
+	 * load (the test above would fail). */
+	largest = write_under_load(1, 1500, 0, 5, &restarts);
+	assert_int_equal(restarts, 0);
+	assert_true(largest > 16 * 256 * 1024);
+	assert_int_equal(count_where("k >= 1"), 1500);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -773,6 +884,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_pacer_commits_when_the_delay_is_up, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_wal_stays_at_its_limit,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_wal_grows_without_a_limit, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
