@@ -465,8 +465,16 @@ void kiln_store_rollback(struct kiln_store *st)
 		(void)end_part(st, KILN_EIO, NULL);
 		kiln_store_after_write(st, 0);
 	} else if (!sqlite3_get_autocommit(st->own.db)) {
-		/* The end of a read transaction (kiln_store_begin_read). */
-		sqlite3_exec(st->own.db, "ROLLBACK", NULL, NULL, NULL);
+		/* The end of a read transaction (kiln_store_begin_read), by a
+		 * cached statement: sqlite3_exec would parse it each time. */
+		sqlite3_stmt *s = kiln_store_stmt(st, "ROLLBACK", NULL);
+
+		if (s == NULL) {
+			sqlite3_exec(st->own.db, "ROLLBACK", NULL, NULL, NULL);
+			return;
+		}
+		sqlite3_step(s);
+		sqlite3_reset(s);
 	}
 }
 

@@ -81,6 +81,9 @@ static void test_containers_and_commas(void **state)
 	kiln_jw_close(&w, '}');
 	kiln_jw_open(&w, '[');
 	kiln_jw_int(&w, 7);
+	kiln_jw_int(&w, 0);
+	kiln_jw_int(&w, -42);
+	kiln_jw_int(&w, 1000000007);
 	kiln_jw_str(&w, "q\"");
 	kiln_jw_close(&w, ']');
 	kiln_jw_json(&w, inner);
@@ -94,10 +97,11 @@ static void test_containers_and_commas(void **state)
 	kiln_jw_close(&w, '}');
 	assert_same(&w,
 		    json_pack("{s:I, s:I, s:b, s:b, s:n, s:f, s:[], "
-			      "s:[{}, [i, s], O, n], s:O, s:n}",
+			      "s:[{}, [i, i, i, i, s], O, n], s:O, s:n}",
 			      "n", (json_int_t)INT64_MIN, "m",
 			      (json_int_t)INT64_MAX, "t", 1, "f", 0, "z",
-			      "real", 0.0, "empty", "list", 7, "q\"", inner,
+			      "real", 0.0, "empty", "list", 7, 0, -42,
+			      1000000007, "q\"", inner,
 			      "tree", inner, "s"));
 	json_decref(inner);
 }
