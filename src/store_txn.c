@@ -534,7 +534,9 @@ int kiln_store_wal_restart(int busy_ms)
 		return -1;
 	pthread_mutex_lock(&writer_lock);
 	/* The open group first: its writers are told of their commit as
-	 * usual (commit_group lets go of the lock to tell them). */
+	 * usual (commit_group lets go of the lock to tell them), on this
+	 * thread as on the pacer's.  Once the engine has stopped no group
+	 * holds such a continuation: its workers flush theirs as they end. */
 	while (writer_open && group_open) {
 		st->cur = &writer;
 		st->holds_writer = 1;
