@@ -25,7 +25,6 @@
 #include "kiln/store.h"
 #include "store_conn.h"
 
-
 static char *db_path;
 /* Who is told that a commit queued webhook deliveries (the dispatcher). */
 static void (*volatile delivery_hook)(void *ctx);

@@ -711,8 +711,9 @@ void kiln_store_rollback(struct kiln_store *st);
  * finishes while others wait for the writer lock leaves the transaction
  * to them, and kiln_store_commit returns once the group's COMMIT did.
  * Counters since start: COMMITs (groups), parts (kiln_store_begin ..
- * commit/rollback), parts that left the commit to a later writer, and
- * the writers waiting for the lock now. */
+ * commit/rollback), parts that left the commit to a later writer, the
+ * writers waiting for the lock now, and the WAL's restarts at its limit
+ * (kiln_store_wal_restart) made and missed. */
 struct kiln_write_stats {
 	uint64_t commits, parts, deferred, waiting;
 	uint64_t wal_restarts, wal_restarts_missed;
