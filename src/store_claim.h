@@ -9,9 +9,12 @@
 #include <jansson.h>
 #include <stdint.h>
 
-/* The attempts list of a step whose first attempt starts at now_ms on
- * provider: what NEW_ATTEMPT (store_engine.c) makes of an empty list. */
-json_t *kiln_claim_first_attempts(const char *provider, int64_t now_ms);
+#include "kiln/json_writer.h"
+
+/* Writes the attempts list of a step whose first attempt starts at now_ms
+ * on provider: what NEW_ATTEMPT (store_engine.c) makes of an empty list. */
+void kiln_claim_first_attempts(struct kiln_jw *w, const char *provider,
+			       int64_t now_ms);
 
 /* The claim that claim_locked (store_engine.c) would read for step (a
  * validated

@@ -414,15 +414,32 @@ enum kiln_rc kiln_store_load_claim(struct kiln_store *st,
 	return rc;
 }
 
-json_t *kiln_claim_first_attempts(const char *provider, int64_t now_ms)
+void kiln_claim_first_attempts(struct kiln_jw *w, const char *provider,
+			       int64_t now_ms)
 {
 	char started[KILN_RFC3339_LEN];
 
 	kiln_rfc3339(now_ms, started);
-	return json_pack("[{si ss? ss sn ss sn sn sn}]", "attempt", 1,
-			 "provider", provider, "started_at", started,
-			 "finished_at", "outcome", "running", "http_status",
-			 "error", "job_id");
+	kiln_jw_open(w, '[');
+	kiln_jw_open(w, '{');
+	kiln_jw_key(w, "attempt");
+	kiln_jw_int(w, 1);
+	kiln_jw_key(w, "provider");
+	kiln_jw_str(w, provider);
+	kiln_jw_key(w, "started_at");
+	kiln_jw_str(w, started);
+	kiln_jw_key(w, "finished_at");
+	kiln_jw_null(w);
+	kiln_jw_key(w, "outcome");
+	kiln_jw_str(w, "running");
+	kiln_jw_key(w, "http_status");
+	kiln_jw_null(w);
+	kiln_jw_key(w, "error");
+	kiln_jw_null(w);
+	kiln_jw_key(w, "job_id");
+	kiln_jw_null(w);
+	kiln_jw_close(w, '}');
+	kiln_jw_close(w, ']');
 }
 
 /* What a step's claim copies of the step as validated. */

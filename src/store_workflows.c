@@ -304,7 +304,7 @@ enum kiln_rc kiln_store_get_workflow(struct kiln_store *st, const char *id,
 struct step_claim {
 	const struct kiln_claimer *who;
 	char task_id[KILN_UUID_LEN];
-	json_t *attempts;
+	struct kiln_jw attempts; /* the attempts column's text */
 };
 
 static enum kiln_rc insert_step(struct kiln_store *st, const char *wf_id,
@@ -346,7 +346,8 @@ static enum kiln_rc insert_step(struct kiln_store *st, const char *wf_id,
 		sqlite3_bind_text(s, 20, c->who->owner, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 21, c->who->lease_until_ms);
 		kiln_bind_str(s, 22, json_object_get(step, "provider"));
-		kiln_bind_json(s, 23, c->attempts, NULL);
+		sqlite3_bind_text(s, 23, c->attempts.buf,
+				  (int)c->attempts.len, SQLITE_STATIC);
 	}
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
@@ -419,11 +420,14 @@ static enum kiln_rc insert_at(struct kiln_store *st, const json_t *wf,
 			continue;
 		}
 		kiln_uuid_new(c.task_id);
-		c.attempts = kiln_claim_first_attempts(
+		kiln_claim_first_attempts(
+			&c.attempts,
 			json_string_value(json_object_get(step, "provider")),
 			now);
-		rc = insert_step(st, id, i, step, now, &c, err);
-		json_decref(c.attempts);
+		rc = c.attempts.failed
+			     ? kiln_err_set(err, KILN_EIO, "", "out of memory")
+			     : insert_step(st, id, i, step, now, &c, err);
+		kiln_jw_free(&c.attempts);
 		json_array_append_new(task_ids, json_string(c.task_id));
 	}
 	return rc;
@@ -536,12 +540,9 @@ static void write_new_step(struct kiln_jw *w, const json_t *step,
 	kiln_jw_str(w, now_text);
 	kiln_jw_key(w, "attempts");
 	if (claim != NULL) {
-		json_t *attempts = kiln_claim_first_attempts(
-			json_string_value(json_object_get(step, "provider")),
+		kiln_claim_first_attempts(
+			w, json_string_value(json_object_get(step, "provider")),
 			now);
-
-		kiln_jw_json(w, attempts);
-		json_decref(attempts);
 	} else {
 		kiln_jw_raw(w, "[]");
 	}

@@ -51,6 +51,42 @@ static void test_strings_escape_like_jansson(void **state)
 	assert_same(&w, json_null());
 }
 
+/* Strings are scanned 8 bytes at a time: a byte to escape is found at
+ * every offset of strings of every length around that step, in clean
+ * text and among UTF-8 bytes (0x80 and up, which pass as they are). */
+static void test_escapes_at_every_offset(void **state)
+{
+	static const char special[] = {'"', '\\', '\n', 0x01, 0x1f, 0};
+	/* The text around it: three ASCII fills, then "\xc3\xa9" pairs. */
+	static const char fill[] = {'a', ' ', '\x7f', 0};
+	char base[40], s[40];
+	size_t len, at, k, f, i;
+	struct kiln_jw w = {0};
+
+	(void)state;
+	for (f = 0; f < sizeof(fill); f++) {
+		for (len = 1; len <= 33; len++) {
+			for (i = 0; i < len; i++)
+				base[i] = fill[f] ? fill[f]
+						  : (i % 2 ? '\xa9' : '\xc3');
+			if (!fill[f] && len % 2)
+				base[len - 1] = 'a';
+			kiln_jw_strn(&w, base, len);
+			assert_same(&w, json_stringn(base, len));
+			for (at = 0; at < len; at++) {
+				for (k = 0; k < sizeof(special); k++) {
+					memcpy(s, base, len);
+					if (!fill[f] && (at & ~(size_t)1) + 1 < len)
+						memset(s + (at & ~(size_t)1), 'a', 2);
+					s[at] = special[k];
+					kiln_jw_strn(&w, s, len);
+					assert_same(&w, json_stringn(s, len));
+				}
+			}
+		}
+	}
+}
+
 /* Keys, values and containers get their commas, and only where needed. */
 static void test_containers_and_commas(void **state)
 {
@@ -178,6 +214,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strings_escape_like_jansson),
+		cmocka_unit_test(test_escapes_at_every_offset),
 		cmocka_unit_test(test_containers_and_commas),
 		cmocka_unit_test(test_take_and_free),
 		cmocka_unit_test(test_dump_matches_jansson),
