@@ -79,20 +79,18 @@ static int clean8(uint64_t x)
 		highs) == 0;
 }
 
-/* s as a JSON string, without the separator.  The escapes are jansson's
- * (dump.c): \" \\ \b \f \n \r \t, \u00XX (upper case) for the other
- * control characters; everything else, '/' and non-ASCII included, as
- * it is.  Text is scanned 8 bytes at a time: most strings need no escape
- * at all, and a byte at a time this was the writer's largest cost. */
-static void quote(struct kiln_jw *w, const char *s, size_t len)
+static int needs_escape(unsigned char c)
+{
+	return c < 0x20 || c == '"' || c == '\\';
+}
+
+/* s (len bytes, from a byte that needs an escape) escaped. */
+static void put_escaped(struct kiln_jw *w, const char *s, size_t len)
 {
 	size_t i = 0, from = 0, end;
 	uint64_t x;
 	char esc[8];
 
-	if (grow(w, len + 2) != 0)
-		return;
-	put(w, "\"", 1);
 	while (i < len) {
 		if (len - i >= 8) {
 			memcpy(&x, s + i, 8);
@@ -108,7 +106,7 @@ static void quote(struct kiln_jw *w, const char *s, size_t len)
 			unsigned char c = (unsigned char)s[i];
 			const char *e;
 
-			if (c >= 0x20 && c != '"' && c != '\\')
+			if (!needs_escape(c))
 				continue;
 			put(w, s + from, i - from);
 			from = i + 1;
@@ -129,6 +127,35 @@ static void quote(struct kiln_jw *w, const char *s, size_t len)
 		}
 	}
 	put(w, s + from, len - from);
+}
+
+/* s as a JSON string, without the separator.  The escapes are jansson's
+ * (dump.c): \" \\ \b \f \n \r \t, \u00XX (upper case) for the other
+ * control characters; everything else, '/' and non-ASCII included, as
+ * it is.  Most strings need no escape at all: the text up to the first
+ * byte that does is found 8 bytes at a time and copied at once.  Byte by
+ * byte, through put(), this was the writer's largest cost (180 strings a
+ * workflow). */
+static void quote(struct kiln_jw *w, const char *s, size_t len)
+{
+	size_t i = 0;
+	uint64_t x;
+
+	if (grow(w, len + 2) != 0)
+		return;
+	while (len - i >= 8) {
+		memcpy(&x, s + i, 8);
+		if (!clean8(x))
+			break;
+		i += 8;
+	}
+	while (i < len && !needs_escape((unsigned char)s[i]))
+		i++;
+	w->buf[w->len++] = '"';
+	memcpy(w->buf + w->len, s, i);
+	w->len += i;
+	if (i < len)
+		put_escaped(w, s + i, len - i);
 	put(w, "\"", 1);
 }
 

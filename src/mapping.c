@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kiln/json_load.h"
 #include "kiln/mapping.h"
 #include "kiln/utf8.h"
 
@@ -500,8 +501,8 @@ static json_t *tf_json_decode(const char *name, json_t *value,
 			     type_name(value));
 		return NULL;
 	}
-	out = json_loadb(json_string_value(value), json_string_length(value),
-			 JSON_DECODE_ANY, &jerr);
+	out = kiln_json_load(json_string_value(value),
+			     json_string_length(value), JSON_DECODE_ANY, &jerr);
 	if (out == NULL) {
 		describe(value, what, sizeof(what));
 		kiln_utf8_trim_tail(jerr.text);

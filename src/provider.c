@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kiln/json_load.h"
 #include "kiln/json_writer.h"
 #include "kiln/provider.h"
 #include "kiln/utf8.h"
@@ -196,15 +197,20 @@ enum kiln_rc kiln_provider_http_result(const struct kiln_provider_cfg *p,
 		return kiln_err_set(err, KILN_EUPSTREAM, "",
 				    "provider '%s' request failed: %s", p->name,
 				    resp->error);
-	kiln_text_excerpt(resp->body, resp->body_len, KILN_PROVIDER_EXCERPT,
-			  ex);
+	/* The excerpt only for a message: it costs more than reading a
+	 * short answer. */
 	if (resp->status < 200 || resp->status > 299)
 		return kiln_err_set(err, KILN_EUPSTREAM, "",
 				    "provider '%s' answered HTTP %ld: %s",
-				    p->name, resp->status, ex);
-	v = json_loadb(resp->body, resp->body_len, 0, NULL);
+				    p->name, resp->status,
+				    kiln_text_excerpt(resp->body, resp->body_len,
+						      KILN_PROVIDER_EXCERPT,
+						      ex));
+	v = kiln_json_load(resp->body, resp->body_len, 0, NULL);
 	if (!json_is_object(v)) {
 		json_decref(v);
+		kiln_text_excerpt(resp->body, resp->body_len,
+				  KILN_PROVIDER_EXCERPT, ex);
 		return kiln_err_set(err, KILN_EUPSTREAM, "",
 				    "provider '%s' answered HTTP %ld with a"
 				    " body that is not a JSON object: %s",

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kiln/http.h"
+#include "kiln/json_load.h"
 #include "kiln/json_writer.h"
 #include "kiln/log.h"
 
@@ -211,7 +212,7 @@ json_t *kiln_reply_body(struct kiln_req *req, struct kiln_resp *resp)
 						"Field required"));
 		return NULL;
 	}
-	body = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &jerr);
+	body = kiln_json_load(req->body, req->body_len, JSON_DECODE_ANY, &jerr);
 	if (body == NULL) {
 		kiln_reply_validation(
 			resp, json_pack("[{sss[sI]sss{ss}}]", "type",

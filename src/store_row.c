@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "kiln/common.h"
+#include "kiln/json_load.h"
 #include "store_row.h"
 
 json_t *kiln_col_text(sqlite3_stmt *s, int i)
@@ -21,9 +22,9 @@ json_t *kiln_col_json(sqlite3_stmt *s, int i)
 
 	if (sqlite3_column_type(s, i) == SQLITE_NULL)
 		return json_null();
-	v = json_loadb((const char *)sqlite3_column_text(s, i),
-		       (size_t)sqlite3_column_bytes(s, i), JSON_DECODE_ANY,
-		       NULL);
+	v = kiln_json_load((const char *)sqlite3_column_text(s, i),
+			   (size_t)sqlite3_column_bytes(s, i), JSON_DECODE_ANY,
+			   NULL);
 	return v ? v : json_null();
 }
 

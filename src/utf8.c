@@ -45,9 +45,7 @@ void kiln_utf8_trim_tail(char *s)
 		s[start - 1] = '\0';
 }
 
-/* Length of the valid UTF-8 sequence at s (at most avail bytes), 0 if
- * the bytes there are not one (overlong forms and surrogates included). */
-static size_t sequence_length(const unsigned char *s, size_t avail)
+size_t kiln_utf8_sequence(const unsigned char *s, size_t avail)
 {
 	size_t want, i;
 	unsigned cp;
@@ -82,7 +80,7 @@ const char *kiln_text_excerpt(const char *s, size_t len, size_t max,
 	size_t i = 0, o = 0, n;
 
 	while (i < len) {
-		n = sequence_length(u + i, len - i);
+		n = kiln_utf8_sequence(u + i, len - i);
 		if (o + (n ? n : 1) > max)
 			break;
 		if (n == 0 || (n == 1 && ((u[i] < 0x20 && u[i] != '\n') ||

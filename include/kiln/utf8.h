@@ -17,6 +17,11 @@ size_t kiln_utf8_length(const char *s);
  * not end half-way through a UTF-8 sequence. */
 size_t kiln_utf8_prefix(const char *s, size_t len, size_t max);
 
+/* Length of the valid UTF-8 sequence at s (at most avail bytes, avail >
+ * 0), 0 if the bytes there are not one: overlong forms, surrogates and
+ * code points past U+10FFFF are not (jansson's rules). */
+size_t kiln_utf8_sequence(const unsigned char *s, size_t avail);
+
 /* Drops a UTF-8 sequence cut short at the end of s, in place. */
 void kiln_utf8_trim_tail(char *s);
 
