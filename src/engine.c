@@ -238,15 +238,14 @@ static const char *const RUN_STRINGS[] = {
 
 static struct run *run_new(struct kiln_engine *e, json_t *claim)
 {
-	const char **to[N_RUN_STRINGS];
+	const char **to[N_RUN_STRINGS], *from[N_RUN_STRINGS];
 	size_t len[N_RUN_STRINGS], total = 0, i;
 	struct run *r;
 	char *tail;
 
 	for (i = 0; i < N_RUN_STRINGS; i++) {
-		const char *v = claim_str(claim, RUN_STRINGS[i]);
-
-		len[i] = v ? strlen(v) + 1 : 0;
+		from[i] = claim_str(claim, RUN_STRINGS[i]);
+		len[i] = from[i] ? strlen(from[i]) + 1 : 0;
 		total += len[i];
 	}
 	r = calloc(1, sizeof(*r) + total);
@@ -265,7 +264,7 @@ static struct run *run_new(struct kiln_engine *e, json_t *claim)
 	for (i = 0; i < N_RUN_STRINGS; i++) {
 		if (len[i] == 0)
 			continue;
-		memcpy(tail, claim_str(claim, RUN_STRINGS[i]), len[i]);
+		memcpy(tail, from[i], len[i]);
 		*to[i] = tail;
 		tail += len[i];
 	}

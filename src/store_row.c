@@ -80,7 +80,7 @@ void kiln_copy_set(json_t *o, const json_t *from,
 		case KILN_COPY_JSON:
 		default: v = kiln_value_json(v, NULL); break;
 		}
-		json_object_set_new(o, spec[i].key, v);
+		json_object_set_new_nocheck(o, spec[i].key, v);
 	}
 }
 
@@ -163,6 +163,6 @@ void kiln_row_set(json_t *o, sqlite3_stmt *s,
 		case KILN_PLACE_NULL:
 		default: v = json_null(); break;
 		}
-		json_object_set_new(o, spec[i].key, v);
+		json_object_set_new_nocheck(o, spec[i].key, v);
 	}
 }

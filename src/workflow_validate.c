@@ -245,7 +245,7 @@ static json_t *normal_mapping(const json_t *m)
 static void set_default(json_t *o, const char *key, json_t *dflt)
 {
 	if (json_object_get(o, key) == NULL)
-		json_object_set_new(o, key, dflt);
+		json_object_set_new_nocheck(o, key, dflt);
 	else
 		json_decref(dflt);
 }
@@ -271,7 +271,7 @@ static json_t *normalise(const json_t *body, const struct kiln_config *cfg,
 		json_array_append_new(
 			steps, json_copy(json_array_get(
 				       json_object_get(body, "steps"), i)));
-	json_object_set_new(wf, "steps", steps);
+	json_object_set_new_nocheck(wf, "steps", steps);
 
 	for (i = 0; i < N(nullable_wf); i++)
 		set_default(wf, nullable_wf[i], json_null());
@@ -293,19 +293,19 @@ static json_t *normalise(const json_t *body, const struct kiln_config *cfg,
 		for (k = 0; k < json_array_size(maps); k++)
 			json_array_append_new(
 				norm, normal_mapping(json_array_get(maps, k)));
-		json_object_set_new(st, "input_mappings", norm);
+		json_object_set_new_nocheck(st, "input_mappings", norm);
 		if (pname == NULL)
 			pname = kiln_config_task_provider(
 				cfg, json_string_value(
 					     json_object_get(st, "task_type")));
 		p = kiln_config_provider(cfg, pname);
-		json_object_set_new(st, "provider", json_string(pname));
+		json_object_set_new_nocheck(st, "provider", json_string(pname));
 		set_default(st, "max_retries",
 			    json_integer(p ? p->max_retries : 0));
 		kiln_uuid_new(uuid);
-		json_object_set_new(st, "uuid", json_string(uuid));
+		json_object_set_new_nocheck(st, "uuid", json_string(uuid));
 	}
-	json_object_set_new(wf, "final_step_id",
+	json_object_set_new_nocheck(wf, "final_step_id",
 			    json_string(nodes[kiln_dag_final_node(nodes, n)]
 						.id));
 	return wf;
