@@ -59,6 +59,8 @@ static int plain8(uint64_t x)
 
 static int append(struct reader *r, const void *p, size_t n)
 {
+	if (n == 0)
+		return 0;
 	if (r->len + n > r->cap) {
 		size_t cap = r->cap ? r->cap : 256;
 		char *nb;
