@@ -48,9 +48,24 @@ static const char *plural(long n)
 	return n == 1 ? "" : "s";
 }
 
+/* A field's loc, built only for an error: most values are fine, and the
+ * loc is a copied array and a string. */
+struct lazy_loc {
+	const json_t *base;
+	const char *key;
+	json_t *built;
+};
+
+static const json_t *loc_of(struct lazy_loc *l)
+{
+	if (l->built == NULL)
+		l->built = kiln_loc_key(l->base, l->key);
+	return l->built;
+}
+
 /* Checks one present, non-null value; returns errors added. */
-static size_t check_value(json_t *detail, const json_t *loc, const json_t *v,
-			  const struct kiln_field *f)
+static size_t check_value(json_t *detail, struct lazy_loc *at,
+			  const json_t *v, const struct kiln_field *f)
 {
 	size_t before = json_array_size(detail);
 	size_t i;
@@ -58,60 +73,60 @@ static size_t check_value(json_t *detail, const json_t *loc, const json_t *v,
 	switch (f->kind) {
 	case KILN_F_STRING:
 		if (!json_is_string(v)) {
-			kiln_detail_add(detail, loc, "string_type",
+			kiln_detail_add(detail, loc_of(at), "string_type",
 					"Input should be a valid string");
 			break;
 		}
 		if (f->min > 0 &&
 		    kiln_utf8_length(json_string_value(v)) < (size_t)f->min)
-			kiln_detail_add(detail, loc, "string_too_short",
+			kiln_detail_add(detail, loc_of(at), "string_too_short",
 					"String should have at least %ld"
 					" character%s",
 					f->min, plural(f->min));
 		else if (f->max >= 0 && kiln_utf8_length(json_string_value(
 						v)) > (size_t)f->max)
-			kiln_detail_add(detail, loc, "string_too_long",
+			kiln_detail_add(detail, loc_of(at), "string_too_long",
 					"String should have at most %ld"
 					" character%s",
 					f->max, plural(f->max));
 		break;
 	case KILN_F_BOOL:
 		if (!json_is_boolean(v))
-			kiln_detail_add(detail, loc, "bool_type",
+			kiln_detail_add(detail, loc_of(at), "bool_type",
 					"Input should be a valid boolean");
 		break;
 	case KILN_F_INT:
 		if (!json_is_integer(v)) {
-			kiln_detail_add(detail, loc, "int_type",
+			kiln_detail_add(detail, loc_of(at), "int_type",
 					"Input should be a valid integer");
 			break;
 		}
 		if (f->min != KILN_F_NO_LIMIT && json_integer_value(v) < f->min)
-			kiln_detail_add(detail, loc, "greater_than_equal",
+			kiln_detail_add(detail, loc_of(at), "greater_than_equal",
 					"Input should be greater than or"
 					" equal to %ld",
 					f->min);
 		else if (f->max != KILN_F_NO_LIMIT &&
 			 json_integer_value(v) > f->max)
-			kiln_detail_add(detail, loc, "less_than_equal",
+			kiln_detail_add(detail, loc_of(at), "less_than_equal",
 					"Input should be less than or equal"
 					" to %ld",
 					f->max);
 		break;
 	case KILN_F_OBJECT:
 		if (!json_is_object(v))
-			kiln_detail_add(detail, loc, "dict_type",
+			kiln_detail_add(detail, loc_of(at), "dict_type",
 					"Input should be a valid dictionary");
 		break;
 	case KILN_F_ARRAY:
 	case KILN_F_STRING_ARRAY:
 		if (!json_is_array(v)) {
-			kiln_detail_add(detail, loc, "list_type",
+			kiln_detail_add(detail, loc_of(at), "list_type",
 					"Input should be a valid list");
 			break;
 		}
 		if (f->min > 0 && json_array_size(v) < (size_t)f->min) {
-			kiln_detail_add(detail, loc, "too_short",
+			kiln_detail_add(detail, loc_of(at), "too_short",
 					"List should have at least %ld item%s"
 					" after validation, not %zu",
 					f->min, plural(f->min),
@@ -125,7 +140,7 @@ static size_t check_value(json_t *detail, const json_t *loc, const json_t *v,
 
 			if (json_is_string(json_array_get(v, i)))
 				continue;
-			il = kiln_loc_index(loc, i);
+			il = kiln_loc_index(loc_of(at), i);
 			kiln_detail_add(detail, il, "string_type",
 					"Input should be a valid string");
 			json_decref(il);
@@ -151,21 +166,20 @@ size_t kiln_spec_check(json_t *detail, const json_t *loc, const json_t *obj,
 	}
 	for (i = 0; i < n_fields; i++) {
 		const struct kiln_field *f = &fields[i];
-		json_t *fl;
+		struct lazy_loc at = {loc, f->name, NULL};
 
 		v = json_object_get(obj, f->name);
 		/* An optional field left out, or null where null is fine:
-		 * nothing to check, and no loc to build (most fields of a
-		 * create are left out). */
+		 * nothing to check (most fields of a create are left out). */
 		if (v == NULL ? !(f->flags & KILN_F_REQUIRED)
 			      : json_is_null(v) && (f->flags & KILN_F_NULLABLE))
 			continue;
-		fl = kiln_loc_key(loc, f->name);
 		if (v == NULL)
-			kiln_detail_add(detail, fl, "missing", "Field required");
+			kiln_detail_add(detail, loc_of(&at), "missing",
+					"Field required");
 		else
-			check_value(detail, fl, v, f);
-		json_decref(fl);
+			check_value(detail, &at, v, f);
+		json_decref(at.built);
 	}
 	json_object_foreach((json_t *)obj, key, v) {
 		json_t *fl;
