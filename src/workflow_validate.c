@@ -230,16 +230,21 @@ static void check_graph(json_t *detail, const json_t *steps,
 	}
 }
 
-/* Normalises a mapping: all four keys present. */
+/* Normalises a mapping: all four keys present (the first three are
+ * required, so checked present), in this order. */
 static json_t *normal_mapping(const json_t *m)
 {
-	json_t *t = json_object_get(m, "transform");
+	static const char *const keys[] = {"from_step", "from_field",
+					   "to_field", "transform"};
+	json_t *o = json_object(), *v;
+	size_t i;
 
-	return json_pack("{sOsOsOso}", "from_step",
-			 json_object_get(m, "from_step"), "from_field",
-			 json_object_get(m, "from_field"), "to_field",
-			 json_object_get(m, "to_field"), "transform",
-			 t ? json_incref(t) : json_null());
+	for (i = 0; i < N(keys); i++) {
+		v = json_object_get(m, keys[i]);
+		json_object_set_new_nocheck(o, keys[i],
+					    v ? json_incref(v) : json_null());
+	}
+	return o;
 }
 
 static void set_default(json_t *o, const char *key, json_t *dflt)
