@@ -453,6 +453,23 @@ class ValidationTest(KilnTestCase):
                           "Request body too large: limit is 1048576 bytes")
         self.assertEqual(self.total(), before)
 
+    def test_request_headers_up_to_32_kb(self):
+        """Headers of 16 KB pass, with a body too; past libmicrohttpd's
+        connection pool (32 KiB) the answer is 431 and nothing is
+        stored."""
+        before = self.total()
+        pad = {"X-Pad": "p" * 16000}
+        r = self.srv.request("GET", "/api/v1/workflows/?limit=1",
+                             headers=pad)
+        self.assertStatus(r, 200)
+        body = dict(base(), config={"pad": "x" * 200000})
+        r = self.post(body, headers=pad)
+        self.assertStatus(r, 201)
+        self.assertEqual(self.total(), before + 1)
+        r = self.post(base(), headers={"X-Pad": "p" * 64000})
+        self.assertEqual(r.status, 431)
+        self.assertEqual(self.total(), before + 1)
+
     def test_configured_max_body_bytes(self):
         srv = self.start_server(config={"max_body_bytes": 4096},
                                 name="kilnd-smallbody")
