@@ -345,30 +345,31 @@ static json_t *read_word(struct reader *r)
 
 static json_t *read_value(struct reader *r);
 
+/* After white space, c: consumed, and 1; otherwise 0. */
+static int take(struct reader *r, char c)
+{
+	skip_space(r);
+	if (r->s >= r->end || *r->s != (unsigned char)c)
+		return 0;
+	r->s++;
+	return 1;
+}
+
 static json_t *read_array(struct reader *r)
 {
 	json_t *a = json_array(), *v;
 
 	r->s++;
-	skip_space(r);
-	if (r->s < r->end && *r->s == ']') {
-		r->s++;
+	if (take(r, ']'))
 		return a;
-	}
 	while (a != NULL) {
 		v = read_value(r);
 		if (v == NULL || json_array_append_new(a, v) != 0)
 			break;
-		skip_space(r);
-		if (r->s >= r->end)
-			break;
-		if (*r->s == ']') {
-			r->s++;
+		if (take(r, ']'))
 			return a;
-		}
-		if (*r->s != ',')
+		if (!take(r, ','))
 			break;
-		r->s++;
 	}
 	json_decref(a);
 	return NULL;
@@ -382,11 +383,8 @@ static json_t *read_object(struct reader *r)
 	size_t len;
 
 	r->s++;
-	skip_space(r);
-	if (r->s < r->end && *r->s == '}') {
-		r->s++;
+	if (take(r, '}'))
 		return o;
-	}
 	while (o != NULL) {
 		skip_space(r);
 		if (r->s >= r->end || *r->s != '"' ||
@@ -401,29 +399,17 @@ static json_t *read_object(struct reader *r)
 			memcpy(copy, key, len);
 			key = copy;
 		}
-		skip_space(r);
-		if (r->s >= r->end || *r->s != ':') {
-			free(copy);
-			break;
-		}
-		r->s++;
-		v = read_value(r);
+		v = take(r, ':') ? read_value(r) : NULL;
 		if (v == NULL ||
 		    json_object_setn_new_nocheck(o, key, len, v) != 0) {
 			free(copy);
 			break;
 		}
 		free(copy);
-		skip_space(r);
-		if (r->s >= r->end)
-			break;
-		if (*r->s == '}') {
-			r->s++;
+		if (take(r, '}'))
 			return o;
-		}
-		if (*r->s != ',')
+		if (!take(r, ','))
 			break;
-		r->s++;
 	}
 	json_decref(o);
 	return NULL;
