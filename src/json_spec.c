@@ -102,7 +102,8 @@ static size_t check_value(json_t *detail, struct lazy_loc *at,
 			break;
 		}
 		if (f->min != KILN_F_NO_LIMIT && json_integer_value(v) < f->min)
-			kiln_detail_add(detail, loc_of(at), "greater_than_equal",
+			kiln_detail_add(detail, loc_of(at),
+					"greater_than_equal",
 					"Input should be greater than or"
 					" equal to %ld",
 					f->min);

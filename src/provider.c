@@ -199,13 +199,13 @@ enum kiln_rc kiln_provider_http_result(const struct kiln_provider_cfg *p,
 				    resp->error);
 	/* The excerpt only for a message: it costs more than reading a
 	 * short answer. */
-	if (resp->status < 200 || resp->status > 299)
+	if (resp->status < 200 || resp->status > 299) {
+		kiln_text_excerpt(resp->body, resp->body_len,
+				  KILN_PROVIDER_EXCERPT, ex);
 		return kiln_err_set(err, KILN_EUPSTREAM, "",
 				    "provider '%s' answered HTTP %ld: %s",
-				    p->name, resp->status,
-				    kiln_text_excerpt(resp->body, resp->body_len,
-						      KILN_PROVIDER_EXCERPT,
-						      ex));
+				    p->name, resp->status, ex);
+	}
 	v = kiln_json_load(resp->body, resp->body_len, 0, NULL);
 	if (!json_is_object(v)) {
 		json_decref(v);

@@ -364,7 +364,7 @@ static enum kiln_rc claim_of_row(struct kiln_store *st, sqlite3_stmt *s,
 	json_object_set_new_nocheck(claim, "results", results);
 	if (sqlite3_column_type(s, 18) != SQLITE_NULL)
 		json_object_set_new_nocheck(results, KILN_INPUTS_STEP,
-				    kiln_col_json(s, 18));
+					    kiln_col_json(s, 18));
 	r = kiln_store_stmt(st, sql_results, err);
 	if (r == NULL) {
 		json_decref(claim);
@@ -468,18 +468,21 @@ json_t *kiln_claim_of_new_step(const char *wf_id, const json_t *step,
 	KILN_COPY_SET(claim, step, CLAIM_OF_STEP);
 	json_object_set_new_nocheck(claim, "task_id", json_string(task_id));
 	json_object_set_new_nocheck(claim, "retry_count", json_integer(0));
-	json_object_set_new_nocheck(claim, "max_retries",
-			    json_integer(json_integer_value(
-				    json_object_get(step, "max_retries"))));
+	json_object_set_new_nocheck(
+		claim, "max_retries",
+		json_integer(json_integer_value(
+			json_object_get(step, "max_retries"))));
 	json_object_set_new_nocheck(claim, "on_fallback", json_false());
-	json_object_set_new_nocheck(claim, "provider_retries", json_integer(0));
+	json_object_set_new_nocheck(claim, "provider_retries",
+				    json_integer(0));
 	json_object_set_new_nocheck(claim, "job", json_null());
 	json_object_set_new_nocheck(claim, "next_attempt_at", json_null());
-	json_object_set_new_nocheck(claim, "first_started_at", json_integer(now_ms));
+	json_object_set_new_nocheck(claim, "first_started_at",
+				    json_integer(now_ms));
 	/* No dependencies: the run's inputs are all a mapping can read. */
 	if (run_inputs != NULL && !json_is_null(run_inputs))
 		json_object_set_new_nocheck(results, KILN_INPUTS_STEP,
-				    json_deep_copy(run_inputs));
+					    json_deep_copy(run_inputs));
 	json_object_set_new_nocheck(claim, "results", results);
 	return claim;
 }

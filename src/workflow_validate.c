@@ -310,9 +310,9 @@ static json_t *normalise(const json_t *body, const struct kiln_config *cfg,
 		kiln_uuid_new(uuid);
 		json_object_set_new_nocheck(st, "uuid", json_string(uuid));
 	}
-	json_object_set_new_nocheck(wf, "final_step_id",
-			    json_string(nodes[kiln_dag_final_node(nodes, n)]
-						.id));
+	json_object_set_new_nocheck(
+		wf, "final_step_id",
+		json_string(nodes[kiln_dag_final_node(nodes, n)].id));
 	return wf;
 }
 
