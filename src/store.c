@@ -24,6 +24,7 @@
 #include "kiln/migrate.h"
 #include "kiln/store.h"
 #include "store_conn.h"
+#include "store_vfs.h"
 
 static char *db_path;
 /* Who is told that a commit queued webhook deliveries (the dispatcher). */
@@ -105,10 +106,13 @@ enum kiln_rc kiln_conn_open(const char *path, struct kiln_conn *c,
 	int rc;
 
 	memset(c, 0, sizeof(*c));
-	rc = sqlite3_open_v2(path, &c->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				     SQLITE_OPEN_NOMUTEX,
-			     NULL);
+	rc = kiln_store_vfs_register();
+	if (rc == SQLITE_OK)
+		rc = sqlite3_open_v2(path, &c->db,
+				     SQLITE_OPEN_READWRITE |
+					     SQLITE_OPEN_CREATE |
+					     SQLITE_OPEN_NOMUTEX,
+				     KILN_STORE_VFS);
 	if (rc != SQLITE_OK) {
 		kiln_err_set(err, KILN_EIO, "", "cannot open %s: %s", path,
 			     c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
