@@ -330,14 +330,9 @@ enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 			return rc;
 		}
 		/* Its cache is never emptied by another's commit: the
-		 * indexes' hot pages stay in it.  Its statement journals
-		 * (each part of a group is a SAVEPOINT) stay in memory:
-		 * by default one past 64 KiB becomes a temporary file,
-		 * created, written and unlinked with the writer lock held,
-		 * transaction after transaction. */
-		sqlite3_exec(writer.db,
-			     "PRAGMA cache_size=-256; PRAGMA temp_store=MEMORY",
-			     NULL, NULL, NULL);
+		 * indexes' hot pages stay in it. */
+		sqlite3_exec(writer.db, "PRAGMA cache_size=-256", NULL, NULL,
+			     NULL);
 		writer_open = 1;
 	}
 	st->cur = &writer;
