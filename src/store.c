@@ -26,7 +26,7 @@
 #include "store_conn.h"
 #include "store_vfs.h"
 
-#define KILN_STMT_JOURNAL_SPILL (256 * 1024)
+#define KILN_STMT_JOURNAL_SPILL (120 * 1024)
 
 static char *db_path;
 /* Who is told that a commit queued webhook deliveries (the dispatcher). */
@@ -81,13 +81,16 @@ static void make_key(void)
 	 * contend for (Debian's SQLite has no lookaside, so that is every
 	 * small allocation).  Paired W1 runs: 1,646 -> 1,794 workflows/s. */
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-	/* Statement journals stay in memory up to 256 KiB (64 KiB by
+	/* Statement journals stay in memory up to 120 KiB (64 KiB by
 	 * default).  Each part of a group commit is a SAVEPOINT, whose
 	 * journal keeps the pages it changes: a create's reached 64 KiB,
 	 * and the journal became a temporary file, created, written page
 	 * by page and unlinked with the writer lock held, once per group.
 	 * Bigger ones (renewing thousands of leases) still go to a file:
-	 * all in memory, W2's 10,000 calls in flight took 10 MB more. */
+	 * all in memory, W2's 10,000 calls in flight took 10 MB more.  At
+	 * most 128 KiB - 1: the journal is kept in chunks of this size and
+	 * moves them to the file one write each, and the unix VFS writes at
+	 * most that much a call (a 256 KiB chunk failed with SQLITE_FULL). */
 	sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, KILN_STMT_JOURNAL_SPILL);
 	pthread_key_create(&conn_key, conn_destructor);
 }
