@@ -83,7 +83,6 @@ static int run_write(struct vfs_file *w)
 
 		if (n > WRITE_MAX)
 			n = WRITE_MAX;
-
 		rc = w->real->pMethods->xWrite(w->real, w->run + done, (int)n,
 					       w->off + (sqlite3_int64)done);
 		done += n;
