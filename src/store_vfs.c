@@ -41,7 +41,9 @@
 
 #define FRAME_HEADER_BYTES 24
 #define RUN_MIN_CAP (64 * 1024)
-#define RUN_MAX (2 * 1024 * 1024)
+/* A W1 commit is about 250 KiB; a bigger one goes out in runs of this
+ * size, so the buffer (kept between commits) stays small in RSS. */
+#define RUN_MAX (512 * 1024)
 /* The default VFS writes at most 128 KiB - 1 bytes a call (os_unix.c
  * masks the length with 0x1ffff): a run goes out in pieces of this. */
 #define WRITE_MAX (124 * 1024)
