@@ -146,6 +146,16 @@ static void assert_intact(sqlite3 *db)
 	sqlite3_finalize(s);
 }
 
+/* A fresh connection, from the files alone, finds rows rows, intact. */
+static void assert_reopens_with(int64_t rows)
+{
+	sqlite3 *db = open_db(KILN_STORE_VFS);
+
+	assert_int_equal(one_int(db, "SELECT count(*) FROM t"), rows);
+	assert_intact(db);
+	sqlite3_close(db);
+}
+
 /* Inserts n rows from key first on, each with a 400-byte value that
  * starts with the key (so that rows can be checked by their sum). */
 static void insert_rows(sqlite3 *db, int first, int n)
@@ -247,11 +257,7 @@ static void test_other_connection_reads_each_commit(void **state)
 	assert_intact(r);
 	sqlite3_close(w);
 	sqlite3_close(r);
-	/* And on a fresh open, from the files alone. */
-	r = open_db(KILN_STORE_VFS);
-	assert_int_equal(one_int(r, "SELECT count(*) FROM t"), 1000);
-	assert_intact(r);
-	sqlite3_close(r);
+	assert_reopens_with(1000);
 }
 
 static void test_spilled_transaction(void **state)
@@ -311,10 +317,7 @@ static void test_full_disk_fails_the_commit(void **state)
 	assert_intact(r);
 	sqlite3_close(w);
 	sqlite3_close(r);
-	r = open_db(KILN_STORE_VFS);
-	assert_int_equal(one_int(r, "SELECT count(*) FROM t"), 70);
-	assert_intact(r);
-	sqlite3_close(r);
+	assert_reopens_with(70);
 }
 
 static void test_kill_in_a_transaction(void **state)
