@@ -425,7 +425,8 @@ static enum kiln_rc insert_at(struct kiln_store *st, const json_t *wf,
 			json_string_value(json_object_get(step, "provider")),
 			now);
 		rc = c.attempts.failed
-			     ? kiln_err_set(err, KILN_EIO, "", "out of memory")
+			     ? kiln_err_set(err, KILN_ENOMEM, "",
+					    "out of memory")
 			     : insert_step(st, id, i, step, now, &c, err);
 		kiln_jw_free(&c.attempts);
 		json_array_append_new(task_ids, json_string(c.task_id));
