@@ -9,7 +9,10 @@
  * since the last copy.  So once a commit leaves the WAL at its limit, the
  * thread restarts it (kiln_store_wal_restart): the file stays at the
  * limit instead of growing by the whole load (12 KB a workflow), and the
- * writes go to pages the OS caches instead of new ones.
+ * writes go to pages the OS caches instead of new ones.  Should the thread
+ * fall behind (starved of the CPU or of the writer lock), the commit that
+ * takes the WAL to twice its limit makes the next writer restart it
+ * itself: the WAL's size is bounded by the limit, not by the scheduler.
  */
 #include <errno.h>
 #include <limits.h>
@@ -24,6 +27,7 @@
  * back, and how long after one that did not happen the next may try. */
 #define RESTART_BUSY_MS 20
 #define RESTART_RETRY_MS 100
+#define OVERDUE_RETRY_MS 10
 
 static pthread_t thread;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -35,6 +39,14 @@ static int running, stopping, interval;
 static int64_t limit_bytes;
 static int limit_frames;
 static int restart_wanted;
+/* Set by a commit at twice the limit: the next writer restarts the WAL
+ * (atomic), not before retry_at_ms (kiln_mono_ms) after one that missed. */
+static int restart_overdue;
+static int64_t retry_at_ms;
+/* Held by whoever checkpoints; copying is set on its thread, where a
+ * write that the restart's group commit sets off must not wait for it. */
+static pthread_mutex_t copy_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local int copying;
 
 void kiln_store_set_wal_limit(int64_t bytes)
 {
@@ -47,6 +59,10 @@ void kiln_store_set_wal_limit(int64_t bytes)
 		       : frames < 1	 ? 1
 		       : frames > INT_MAX ? INT_MAX
 					 : (int)frames;
+	/* What the last limit asked for is not this one's business. */
+	__atomic_store_n(&restart_wanted, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&restart_overdue, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&retry_at_ms, 0, __ATOMIC_RELAXED);
 }
 
 int64_t kiln_store_wal_limit(void)
@@ -60,6 +76,8 @@ int kiln_store_on_wal_commit(void *ctx, sqlite3 *db, const char *name,
 	(void)ctx;
 	(void)db;
 	(void)name;
+	if (limit_frames > 0 && frames / 2 >= limit_frames)
+		__atomic_store_n(&restart_overdue, 1, __ATOMIC_RELEASE);
 	if (limit_frames > 0 && frames >= limit_frames &&
 	    !__atomic_exchange_n(&restart_wanted, 1, __ATOMIC_ACQ_REL)) {
 		pthread_mutex_lock(&lock);
@@ -67,6 +85,42 @@ int kiln_store_on_wal_commit(void *ctx, sqlite3 *db, const char *name,
 		pthread_mutex_unlock(&lock);
 	}
 	return SQLITE_OK;
+}
+
+/* The checkpointer's work and an overdue writer's, one at a time (SQLite
+ * fails a second checkpoint at once instead of letting it wait): most of
+ * the copy without holding writes back, then, if restart, the restart.
+ * -1 if the restart was missed (a reader stayed). */
+static int copy_and_restart(struct kiln_store *st, int restart)
+{
+	int rc = 0;
+
+	copying = 1;
+	kiln_store_checkpoint(st);
+	if (restart) {
+		rc = kiln_store_wal_restart(RESTART_BUSY_MS);
+		/* The next write starts the WAL over. */
+		if (rc == 0)
+			__atomic_store_n(&restart_overdue, 0, __ATOMIC_RELEASE);
+	}
+	copying = 0;
+	return rc;
+}
+
+void kiln_store_restart_if_overdue(struct kiln_store *st)
+{
+	if (!__atomic_load_n(&restart_overdue, __ATOMIC_RELAXED) || copying ||
+	    st->holds_writer || !sqlite3_get_autocommit(st->own.db) ||
+	    kiln_mono_ms() < __atomic_load_n(&retry_at_ms, __ATOMIC_RELAXED))
+		return;
+	/* Waits for the checkpointer's copy if one runs, and then has
+	 * nothing to do if that restarted the WAL. */
+	pthread_mutex_lock(&copy_lock);
+	if (__atomic_exchange_n(&restart_overdue, 0, __ATOMIC_ACQ_REL) &&
+	    copy_and_restart(st, 1) != 0)
+		__atomic_store_n(&retry_at_ms, kiln_mono_ms() + OVERDUE_RETRY_MS,
+				 __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&copy_lock);
 }
 
 static void at(struct timespec *t, int ms)
@@ -101,10 +155,11 @@ static void *checkpoint_main(void *arg)
 		if (stopping || st == NULL)
 			break;
 		pthread_mutex_unlock(&lock);
-		/* Most of the copy without holding writes back. */
-		kiln_store_checkpoint(st);
-		missed = __atomic_load_n(&restart_wanted, __ATOMIC_ACQUIRE) &&
-			 kiln_store_wal_restart(RESTART_BUSY_MS) != 0;
+		pthread_mutex_lock(&copy_lock);
+		missed = copy_and_restart(
+				 st, __atomic_load_n(&restart_wanted,
+						     __ATOMIC_ACQUIRE)) != 0;
+		pthread_mutex_unlock(&copy_lock);
 		pthread_mutex_lock(&lock);
 		if (missed) {
 			/* A reader stayed: writes flow for a while before the

@@ -41,6 +41,9 @@
 #define GROUP_MAX 64
 #define GROUP_MAX_MS 10
 
+/* How long a group may wait for more parts (kiln_store_set_group_max_ms). */
+static int group_max_ms = GROUP_MAX_MS;
+
 /* A write whose writer carried on: what to do once its group commits. */
 struct after_commit {
 	struct after_commit *next;
@@ -233,7 +236,15 @@ static int may_defer(int more_coming)
 	return (more_coming ||
 		__atomic_load_n(&waiting_writers, __ATOMIC_SEQ_CST) > 0) &&
 	       group_parts < GROUP_MAX &&
-	       mono_us() - group_started_us < GROUP_MAX_MS * 1000;
+	       mono_us() - group_started_us <
+		       (int64_t)__atomic_load_n(&group_max_ms,
+						__ATOMIC_RELAXED) * 1000;
+}
+
+void kiln_store_set_group_max_ms(int ms)
+{
+	__atomic_store_n(&group_max_ms, ms > 0 ? ms : GROUP_MAX_MS,
+			 __ATOMIC_RELAXED);
 }
 
 /* Whether a write alone may still wait for the pacer: commits are coming
@@ -315,6 +326,9 @@ enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 {
 	enum kiln_rc rc;
 
+	/* The checkpointer fell behind: this writer starts the WAL over
+	 * first, so that it stays near its limit whatever the load. */
+	kiln_store_restart_if_overdue(st);
 	__atomic_add_fetch(&waiting_writers, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&writer_lock);
 	__atomic_sub_fetch(&waiting_writers, 1, __ATOMIC_SEQ_CST);

@@ -49,7 +49,8 @@ enum kiln_rc kiln_store_checkpointer_start(int interval_ms,
 	KILN_WARN_UNUSED;
 void kiln_store_checkpointer_stop(void);
 /* Once the WAL holds at least bytes after a commit, the checkpointer
- * restarts it (kiln_store_wal_restart); 0: never.  Call before start. */
+ * restarts it (kiln_store_wal_restart); once it holds twice that, the next
+ * writer does, before it writes; 0: never.  Call before start. */
 void kiln_store_set_wal_limit(int64_t bytes);
 /* Copies the whole WAL into the database with every write held back, so
  * that the next write starts the WAL again from its beginning, over pages
@@ -58,6 +59,10 @@ void kiln_store_set_wal_limit(int64_t bytes);
  * never let it start over.  Waits up to busy_ms for readers of the WAL
  * to finish.  0 if restarted, -1 if not (a reader stayed). */
 int kiln_store_wal_restart(int busy_ms);
+/* How long a group of writes may stay open for more parts, in ms (10;
+ * <= 0: back to 10).  Tests that hold a group open on a loaded machine
+ * set more. */
+void kiln_store_set_group_max_ms(int ms);
 
 /* 1 if the store answers a trivial query. */
 int kiln_store_ping(struct kiln_store *st);
