@@ -41,6 +41,10 @@ static int setup(void **state)
 	struct kiln_store *st;
 
 	(void)state;
+	/* A group stays open for more parts however slowly the threads are
+	 * scheduled: 10 ms by default, and a loaded machine can take longer
+	 * between two steps of a test. */
+	kiln_store_set_group_max_ms(60 * 1000);
 	snprintf(data_dir, sizeof(data_dir), "/tmp/kiln-txn-XXXXXX");
 	assert_non_null(mkdtemp(data_dir));
 	assert_int_equal(kiln_store_init(data_dir, &err), KILN_OK);
@@ -60,6 +64,7 @@ static int teardown(void **state)
 
 	(void)state;
 	kiln_store_shutdown();
+	kiln_store_set_group_max_ms(0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", data_dir);
 	assert_int_equal(system(cmd), 0);
 	return 0;
@@ -205,9 +210,6 @@ static void test_deferred_commit_and_failed_part(void **state)
 
 	(void)state;
 	kiln_store_on_workflow_end(on_ended, NULL);
-	/* A's group stays open for B however slowly the threads are
-	 * scheduled (10 ms by default: a loaded machine can take longer). */
-	kiln_store_set_group_max_ms(60 * 1000);
 	kiln_store_write_stats(&before);
 	assert_int_equal(pthread_create(&a, NULL, writer_a, NULL), 0);
 	wait_flag(&a_inserted);
@@ -239,7 +241,6 @@ static void test_deferred_commit_and_failed_part(void **state)
 	assert_string_equal(hook_wf, "wf-of-a");
 	assert_int_equal(seen_by_hook, 1);
 	kiln_store_on_workflow_end(NULL, NULL);
-	kiln_store_set_group_max_ms(0);
 }
 
 /* ---- an undone part that read another's work waits for its commit --- */
@@ -729,7 +730,9 @@ static void test_pacer_commits_when_the_delay_is_up(void **state)
 
 	(void)state;
 	reset_calls();
-	assert_int_equal(kiln_store_pacer_start(20 * 1000, &err), KILN_OK);
+	/* 200 ms: the write below comes within it even on a loaded
+	 * machine. */
+	assert_int_equal(kiln_store_pacer_start(200 * 1000, &err), KILN_OK);
 	write_sync(800);
 	kiln_store_write_stats(&before);
 	assert_int_equal(write_then(801, 0, NULL), KILN_OK);
@@ -745,7 +748,7 @@ static void test_pacer_commits_when_the_delay_is_up(void **state)
 
 	/* After a quiet spell longer than the delay, a write alone commits
 	 * at once: no delay when there is no load. */
-	usleep(100 * 1000);
+	usleep(300 * 1000);
 	assert_int_equal(write_then(802, 0, NULL), KILN_OK);
 	assert_int_equal(n_calls, 2);
 	assert_int_equal(count_where("k > 800"), 2);
