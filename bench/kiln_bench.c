@@ -21,7 +21,10 @@
  * 6. Verifies every workflow (paged list): COMPLETED, and refine's
  *    base_image_url is the fake provider's URL; reports the server-side
  *    span min(created_at) -> max(completed_at).
- * 7. Stops kilnd and the fake provider (SIGTERM, then SIGKILL after 15 s)
+ * 7. Times a fixed single-thread load (SQLite in memory) before the
+ *    fake provider starts and after the last COMPLETED: the machine's own
+ *    speed at the time, which varies by up to 80 % between runs here.
+ * 8. Stops kilnd and the fake provider (SIGTERM, then SIGKILL after 15 s)
  *    and removes the temporary directory (unless --keep).  The children
  *    also get PR_SET_PDEATHSIG(SIGKILL), so they die with the driver.
  *
@@ -53,6 +56,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <sqlite3.h>
 
 #define PROVIDER_URL_RESULT "https://cdn.example/x.png"
 
@@ -92,6 +96,29 @@ static double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The machine reference: 100,000 rows into an indexed table of an
+ * in-memory SQLite database, on this thread alone; ms, -1 on error.  The
+ * same work every time, so its time says how fast the machine is now
+ * (the host's other guests share its cores and caches). */
+static double machine_ref_ms(void)
+{
+	static const char sql[] =
+		"CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c INTEGER);"
+		"CREATE INDEX t_c ON t (c);"
+		"WITH RECURSIVE r (x) AS (SELECT 1 UNION ALL SELECT x + 1"
+		" FROM r WHERE x < 100000)"
+		" INSERT INTO t SELECT x, printf('%040d', x * 7919),"
+		" (x * 2654435761) % 100003 FROM r;";
+	sqlite3 *db = NULL;
+	double t0 = now_s();
+	int src = sqlite3_open(":memory:", &db);
+
+	if (src == SQLITE_OK)
+		src = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return src == SQLITE_OK ? (now_s() - t0) * 1000.0 : -1.0;
 }
 
 static void die(const char *fmt, ...)
@@ -763,7 +790,7 @@ int main(int argc, char **argv)
 	long creating = 0, expected, polls = 0;
 	int poll_busy = 0, kilnd_died = 0;
 	double t0, t_created = 0, t_done = 0, next_poll, deadline;
-	double drv0, drv1;
+	double drv0, drv1, ref0, ref1;
 	struct cpu c0 = {0}, c1 = {0}, f0 = {0}, f1 = {0};
 	long hwm_kb, rss_kb, rss0_kb, failed = -1, running = -1;
 	char *token;
@@ -800,6 +827,7 @@ int main(int argc, char **argv)
 	secret[64] = '\0';
 	setenv("KILN_JWT_SECRET", secret, 1);
 
+	ref0 = machine_ref_ms();
 	fake_port = start_fake(&o, flog);
 	kiln_port = free_port();
 	snprintf(base, sizeof(base), "http://127.0.0.1:%d", kiln_port);
@@ -1009,6 +1037,7 @@ int main(int argc, char **argv)
 	free(cbufs);
 	curl_multi_cleanup(multi);
 
+	ref1 = machine_ref_ms();
 	if (t_done == 0 && !kilnd_died) { /* not finished: where it stands */
 		completed = count_status(base, hdrs, "COMPLETED");
 		running = count_status(base, hdrs, "RUNNING");
@@ -1119,6 +1148,9 @@ int main(int argc, char **argv)
 		       (f1.user + f1.sys) - (f0.user + f0.sys));
 		printf("  driver CPU      %.2f s (%.0f%% of one core)\n",
 		       drv1 - drv0, 100.0 * (drv1 - drv0) / wall);
+		printf("  machine ref     %.0f ms before, %.0f ms after (the"
+		       " same SQLite load alone; lower: a faster machine)\n",
+		       ref0, ref1);
 		if (o.verify && t_done > 0) {
 			struct verify v;
 
