@@ -68,10 +68,24 @@ i=1
 while [ "$i" -le "$W1_RUNS" ]; do
 	run --label "W1 throughput, run $i of $W1_RUNS" --n "$W1_N" \
 		--delay-ms 0 --concurrency 1000 --clients 32 --poll-ms 10 \
-		--target-wps 5000
+		--target-wps 5000 | tee "$BUILD/w1-run-$i.txt"
 	echo
 	i=$((i + 1))
 done
+if [ "$W1_RUNS" -gt 1 ]; then
+	# W1 follows the machine's speed, which varies from one minute to the
+	# next: each run beside the machine reference taken around it.
+	echo "W1 summary (workflows/s; machine reference before/after, ms)"
+	i=1
+	while [ "$i" -le "$W1_RUNS" ]; do
+		awk -v i="$i" '/workflows\/s/ {w = $2; v = /NOT met/ ? "NOT met" : "met"}
+			/machine ref/ {r = $3 "/" $6}
+			END {printf "  run %d: %s wf/s (%s), machine %s ms\n", i, w, v, r}' \
+			"$BUILD/w1-run-$i.txt"
+		i=$((i + 1))
+	done
+	echo
+fi
 
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
 	# Where the CPU goes, then where the threads sleep.
