@@ -61,7 +61,7 @@ int kiln_store_on_wal_commit(void *ctx, sqlite3 *db, const char *name,
 			     int frames);
 /* Called by a writer before it takes the writer lock: restarts the WAL
  * if a commit left it at twice its limit (the checkpointer fell behind).
- * After a restart a reader held off, the next try waits 100 ms. */
+ * After a restart a reader held off, the next try waits 10 ms. */
 void kiln_store_restart_if_overdue(struct kiln_store *st);
 /* The database path of kiln_store_init (NULL before). */
 const char *kiln_store_path(void);
