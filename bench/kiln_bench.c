@@ -23,7 +23,7 @@
  *    span min(created_at) -> max(completed_at).
  * 7. Times a fixed single-thread load (SQLite in memory) before the
  *    fake provider starts and after the last COMPLETED: the machine's own
- *    speed at the time, which varies by up to 80 % between runs here.
+ *    speed at the time, which varies by up to 1.8 times between runs here.
  * 8. Stops kilnd and the fake provider (SIGTERM, then SIGKILL after 15 s)
  *    and removes the temporary directory (unless --keep).  The children
  *    also get PR_SET_PDEATHSIG(SIGKILL), so they die with the driver.
