@@ -33,6 +33,18 @@
 /* At most this many idle easy handles are kept (a few hundred KiB). */
 #define SPARE_EASY 64
 
+/* A lane opens a new connection for a waiting transfer only while it has
+ * fewer than CONN_FLOOR, or once the transfers holding its connections
+ * are slow (the oldest in flight for CONN_SLOW_MS); then it may double
+ * them once per CONN_SLOW_MS.  Otherwise the transfer waits for one of
+ * them to come free.  Why: against a provider that answers at once, a
+ * burst of claims opened a connection for each (1,000 in W1) whenever
+ * this thread fell behind, and the connects made it fall further behind,
+ * while the connections it had came free within a millisecond.  A slow
+ * provider still gets one connection per call, CONN_SLOW_MS later. */
+#define CONN_FLOOR 64
+#define CONN_SLOW_MS 10
+
 struct transfer {
 	struct kiln_http_request *req;
 	kiln_io_done_fn done;
@@ -42,17 +54,26 @@ struct transfer {
 	struct kiln_http_response resp;
 	char *refused; /* the address open_public refused, or NULL */
 	size_t body_cap;
+	struct kiln_io_lane *lane;          /* set when it starts */
+	int64_t started_ms;                 /* monotonic */
 	struct transfer *next;              /* queue link */
 	struct transfer *prev_on, *next_on; /* active list links */
+	struct transfer *lane_prev, *lane_next; /* its lane's, oldest first */
 };
 
 struct queue {
 	struct transfer *head, *tail;
 };
 
+/* Loop thread only, but for next. */
 struct kiln_io_lane {
-	size_t limit, active;   /* loop thread only */
-	struct queue waiting;   /* loop thread only */
+	size_t limit, active;
+	struct queue waiting;
+	/* The connections its transfers opened that are still open, and
+	 * how many it may hold before it must wait for one (CONN_FLOOR). */
+	size_t conns, conn_cap;
+	int64_t cap_raised_ms;
+	struct transfer *oldest, *newest; /* in flight, by start */
 	struct kiln_io_lane *next;
 };
 
@@ -87,6 +108,12 @@ struct kiln_io {
 	size_t max_inflight;
 	size_t idle_connections; /* 0: libcurl's own cache size */
 	long cache_size;         /* CURLMOPT_MAXCONNECTS as last set */
+	size_t conn_floor;       /* CONN_FLOOR, or as a test set it */
+	int64_t conn_slow_ms;    /* CONN_SLOW_MS, or as a test set it */
+	/* When a lane waiting for a connection may open more (-1: none). */
+	int64_t conn_due_ms;
+	/* When this thread last sat idle in epoll_wait (monotonic ms). */
+	int64_t idle_ms;
 	/* Aborts that found no transfer: the id may be reserved and about
 	 * to be submitted (kiln_io_new_id), so remember the last few. */
 	uint64_t unfound[64];
@@ -247,15 +274,18 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 	return n;
 }
 
-/* Opens the socket only for a public address (kiln_http_request's
- * public_only); otherwise the transfer fails with is_refused. */
-static curl_socket_t open_public(void *p, curlsocktype purpose,
+/* Opens a connection's socket, counted in its lane; for a request with
+ * public_only, only to a public address (otherwise the transfer fails
+ * with is_refused). */
+static curl_socket_t open_socket(void *p, curlsocktype purpose,
 				 struct curl_sockaddr *a)
 {
 	struct transfer *t = p;
 	char addr[INET6_ADDRSTRLEN];
+	curl_socket_t s;
 
-	if (purpose == CURLSOCKTYPE_IPCXN && !kiln_addr_is_public(&a->addr)) {
+	if (purpose == CURLSOCKTYPE_IPCXN && t->req->public_only &&
+	    !kiln_addr_is_public(&a->addr)) {
 		kiln_addr_format(&a->addr, addr, sizeof(addr));
 		t->resp.is_refused = 1;
 		/* The message is made at the end: curl writes its own
@@ -264,7 +294,22 @@ static curl_socket_t open_public(void *p, curlsocktype purpose,
 		t->refused = strdup(addr);
 		return CURL_SOCKET_BAD;
 	}
-	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	if (s != CURL_SOCKET_BAD)
+		t->lane->conns++;
+	return s;
+}
+
+/* Closes a socket open_socket opened.  p is the lane of the transfer that
+ * opened it: libcurl keeps it with the connection, which may outlive that
+ * transfer in the cache. */
+static int close_socket(void *p, curl_socket_t s)
+{
+	struct kiln_io_lane *lane = p;
+
+	if (lane->conns > 0)
+		lane->conns--;
+	return close(s);
 }
 
 static CURL *easy_get(struct kiln_io *io)
@@ -309,14 +354,15 @@ static int transfer_setup(struct kiln_io *io, struct transfer *t)
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->resp.error);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "kilnd/" KILN_VERSION);
-	if (r->public_only) {
-		/* Checked on the address actually connected to, after DNS,
-		 * so a name that rebinds to a private address is caught; no
-		 * proxy, so the address checked is the receiver's. */
-		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_public);
-		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, t->lane);
+	/* public_only is checked on the address actually connected to,
+	 * after DNS, so a name that rebinds to a private address is caught;
+	 * no proxy, so the address checked is the receiver's. */
+	if (r->public_only)
 		curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-	}
 	/* API answers are small; libcurl's 16 KiB default receive buffer
 	 * per transfer is most of the memory 10,000 calls in flight take.
 	 * Downloads keep the default. */
@@ -411,6 +457,7 @@ static void activate(struct kiln_io *io, struct transfer *t)
 {
 	struct kiln_io_lane *lane = lane_of(io, t);
 
+	t->lane = lane;
 	if (transfer_setup(io, t) != 0 ||
 	    curl_multi_add_handle(io->multi, t->easy) != CURLM_OK) {
 		kiln_strlcpy(t->resp.error, "cannot start transfer",
@@ -425,26 +472,77 @@ static void activate(struct kiln_io *io, struct transfer *t)
 	if (io->active_list)
 		io->active_list->prev_on = t;
 	io->active_list = t;
+	t->started_ms = kiln_mono_ms();
+	t->lane_prev = lane->newest;
+	if (lane->newest)
+		lane->newest->lane_next = t;
+	else
+		lane->oldest = t;
+	lane->newest = t;
 }
 
-static void admit_lane(struct kiln_io *io, struct kiln_io_lane *lane)
+/* Whether the lane's next waiting transfer has a connection to start on
+ * (CONN_FLOOR): an idle one, or room for one more.  Otherwise notes in
+ * io->conn_due_ms when the lane may open more. */
+static int has_connection(struct kiln_io *io, struct kiln_io_lane *lane,
+			  int64_t now)
+{
+	/* Each transfer in flight holds a connection, or is opening one
+	 * that open_socket has not counted yet. */
+	size_t held = lane->active > lane->conns ? lane->active : lane->conns;
+	int64_t due;
+
+	if (lane->active < lane->conns || held < lane->conn_cap)
+		return 1;
+	/* lane->oldest is set: held >= conn_cap >= 1 and none is idle. */
+	due = lane->oldest->started_ms + io->conn_slow_ms;
+	if (due < lane->cap_raised_ms + io->conn_slow_ms)
+		due = lane->cap_raised_ms + io->conn_slow_ms;
+	/* The calls holding the connections are slow, and not because
+	 * this thread is behind on them (it was idle lately): more. */
+	if (due <= now && now - io->idle_ms <= io->conn_slow_ms) {
+		lane->conn_cap = held * 2;
+		lane->cap_raised_ms = now;
+		return 1;
+	}
+	/* Busy: look again after a turn that finds it idle. */
+	if (due <= now)
+		due = now + 1;
+	if (io->conn_due_ms < 0 || due < io->conn_due_ms)
+		io->conn_due_ms = due;
+	return 0;
+}
+
+static void admit_lane(struct kiln_io *io, struct kiln_io_lane *lane,
+		       int64_t now)
 {
 	while (lane->waiting.head && lane->active < lane->limit &&
-	       io->active < io->max_inflight)
+	       io->active < io->max_inflight &&
+	       has_connection(io, lane, now))
 		activate(io, queue_pop(&lane->waiting));
+	/* With nothing left waiting, the cap comes back down to what the
+	 * lane holds: more takes slow calls again. */
+	if (lane->waiting.head == NULL) {
+		size_t held = lane->active > lane->conns ? lane->active
+							 : lane->conns;
+
+		lane->conn_cap = held > io->conn_floor ? held : io->conn_floor;
+	}
 }
 
 static void admit(struct kiln_io *io)
 {
 	struct kiln_io_lane *lane;
+	int64_t now = kiln_mono_ms();
 
-	admit_lane(io, &io->unlaned);
+	io->conn_due_ms = -1;
+	admit_lane(io, &io->unlaned, now);
 	pthread_mutex_lock(&io->lock);
 	lane = io->lanes;
 	pthread_mutex_unlock(&io->lock);
 	/* Lanes are only ever prepended, so this walk is safe unlocked. */
 	for (; lane && io->active < io->max_inflight; lane = lane->next)
-		admit_lane(io, lane);
+		admit_lane(io, lane, now);
 }
 
 static void unlink_active(struct kiln_io *io, struct transfer *t)
@@ -456,7 +554,16 @@ static void unlink_active(struct kiln_io *io, struct transfer *t)
 	if (t->next_on)
 		t->next_on->prev_on = t->prev_on;
 	t->prev_on = t->next_on = NULL;
-	lane_of(io, t)->active--;
+	if (t->lane_prev)
+		t->lane_prev->lane_next = t->lane_next;
+	else
+		t->lane->oldest = t->lane_next;
+	if (t->lane_next)
+		t->lane_next->lane_prev = t->lane_prev;
+	else
+		t->lane->newest = t->lane_prev;
+	t->lane_prev = t->lane_next = NULL;
+	t->lane->active--;
 	io->active--;
 	size_cache(io);
 }
@@ -725,7 +832,17 @@ static void wait_and_drive(struct kiln_io *io, int wait_ms)
 	if (io->curl_due_ms >= 0 && io->curl_due_ms - now < wait_ms)
 		wait_ms = io->curl_due_ms > now ? (int)(io->curl_due_ms - now)
 						: 0;
+	if (io->conn_due_ms >= 0 && io->conn_due_ms - now < wait_ms)
+		wait_ms = io->conn_due_ms > now ? (int)(io->conn_due_ms - now)
+						: 0;
 	n = epoll_wait(io->epfd, evs, sizeof(evs) / sizeof(evs[0]), wait_ms);
+	/* Idle: it waited a while for something to happen. */
+	if (wait_ms > 0) {
+		int64_t after = kiln_mono_ms();
+
+		if (n == 0 || after - now >= 1)
+			io->idle_ms = after;
+	}
 	for (i = 0; i < n; i++) {
 		int mask = 0;
 
@@ -816,6 +933,10 @@ enum kiln_rc kiln_io_start(size_t max_inflight, size_t idle_connections,
 	}
 	io->max_inflight = max_inflight ? max_inflight : 10000;
 	io->unlaned.limit = (size_t)-1;
+	io->conn_floor = CONN_FLOOR;
+	io->conn_slow_ms = CONN_SLOW_MS;
+	io->conn_due_ms = -1;
+	io->unlaned.conn_cap = CONN_FLOOR;
 	io->next_id = 1;
 	io->curl_due_ms = -1;
 	io->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -869,11 +990,26 @@ struct kiln_io_lane *kiln_io_lane(struct kiln_io *io, size_t limit)
 	if (lane == NULL)
 		return NULL;
 	lane->limit = limit ? limit : 1;
+	lane->conn_cap = io->conn_floor;
 	pthread_mutex_lock(&io->lock);
 	lane->next = io->lanes;
 	io->lanes = lane;
 	pthread_mutex_unlock(&io->lock);
 	return lane;
+}
+
+void kiln_io_set_conn_floor(struct kiln_io *io, size_t floor,
+			    int64_t slow_ms)
+{
+	struct kiln_io_lane *lane;
+
+	io->conn_floor = floor ? floor : 1;
+	io->conn_slow_ms = slow_ms;
+	io->unlaned.conn_cap = io->conn_floor;
+	pthread_mutex_lock(&io->lock);
+	for (lane = io->lanes; lane; lane = lane->next)
+		lane->conn_cap = io->conn_floor;
+	pthread_mutex_unlock(&io->lock);
 }
 
 uint64_t kiln_io_new_id(struct kiln_io *io)

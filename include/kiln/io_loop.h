@@ -81,6 +81,13 @@ enum kiln_rc kiln_io_start(size_t max_inflight, size_t idle_connections,
 /* A lane of at most limit transfers at once; lives as long as the loop. */
 struct kiln_io_lane *kiln_io_lane(struct kiln_io *io, size_t limit);
 
+/* A lane's transfers wait for one of its connections to come free rather
+ * than open more than floor (default 64), until the oldest in flight has
+ * taken slow_ms (default 10); the lane may then double its connections
+ * once per slow_ms.  For tests; call before the first submit. */
+void kiln_io_set_conn_floor(struct kiln_io *io, size_t floor,
+			    int64_t slow_ms);
+
 /* Queues req (consumed in all cases).  Returns the transfer's id (> 0), or
  * 0 if the loop is stopping (done is then called with is_shutdown before
  * returning). */

@@ -1,0 +1,221 @@
+/*
+ * test_io_loop.c - how the I/O loop shares a lane's connections
+ * (src/io_loop.c): a burst against a provider that answers at once waits
+ * for the lane's connections to come free instead of opening one per
+ * call, and a burst against a slow provider still runs all at once.
+ *
+ * The provider is a libmicrohttpd server in the test process, one thread
+ * per connection, that counts the connections it accepts and the
+ * requests it holds at once.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kiln/io_loop.h"
+
+#define BURST 40
+
+/* ---- the provider ---------------------------------------------------- */
+
+struct provider {
+	struct MHD_Daemon *daemon;
+	unsigned short port;
+	int delay_ms;
+	int connections; /* accepted so far (atomic) */
+	int holding;     /* requests being answered now (atomic) */
+	int peak;        /* the most held at once (atomic) */
+};
+
+static void on_connection(void *cls, struct MHD_Connection *c,
+			  void **socket_ctx,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct provider *p = cls;
+
+	(void)c;
+	(void)socket_ctx;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+		__atomic_add_fetch(&p->connections, 1, __ATOMIC_RELAXED);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+				  const char *url, const char *method,
+				  const char *version, const char *upload,
+				  size_t *upload_size, void **req_ctx)
+{
+	static const char body[] = "{\"ok\":true}";
+	struct provider *p = cls;
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	int now, peak;
+
+	(void)url;
+	(void)method;
+	(void)version;
+	(void)upload;
+	if (*req_ctx == NULL) { /* headers only so far */
+		*req_ctx = p;
+		return MHD_YES;
+	}
+	if (*upload_size > 0) { /* the body: not needed */
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	now = __atomic_add_fetch(&p->holding, 1, __ATOMIC_RELAXED);
+	peak = __atomic_load_n(&p->peak, __ATOMIC_RELAXED);
+	while (now > peak &&
+	       !__atomic_compare_exchange_n(&p->peak, &peak, now, 0,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	if (p->delay_ms > 0)
+		usleep((useconds_t)p->delay_ms * 1000);
+	__atomic_sub_fetch(&p->holding, 1, __ATOMIC_RELAXED);
+	r = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body,
+					    MHD_RESPMEM_PERSISTENT);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static void provider_start(struct provider *p, int delay_ms)
+{
+	const union MHD_DaemonInfo *info;
+
+	memset(p, 0, sizeof(*p));
+	p->delay_ms = delay_ms;
+	p->daemon = MHD_start_daemon(
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+		0, NULL, NULL, on_request, p, MHD_OPTION_NOTIFY_CONNECTION,
+		on_connection, p, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+		MHD_OPTION_END);
+	assert_non_null(p->daemon);
+	info = MHD_get_daemon_info(p->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	assert_non_null(info);
+	p->port = info->port;
+}
+
+/* ---- the calls ------------------------------------------------------- */
+
+struct results {
+	pthread_mutex_t lock;
+	pthread_cond_t all_done;
+	int done, ok;
+};
+
+static void on_done(void *ctx, const struct kiln_http_response *resp)
+{
+	struct results *r = ctx;
+
+	pthread_mutex_lock(&r->lock);
+	r->done++;
+	r->ok += resp->curl_code == CURLE_OK && resp->status == 200;
+	pthread_cond_signal(&r->all_done);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sends BURST POSTs at once on one lane of BURST; returns the seconds
+ * until the last answer. */
+static double burst(struct provider *p, size_t floor, int64_t slow_ms)
+{
+	struct results r = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+			    0, 0};
+	struct kiln_err err = {0};
+	struct kiln_io *io = NULL;
+	struct kiln_io_lane *lane;
+	char url[64];
+	double t0;
+	int i;
+
+	assert_int_equal(kiln_io_start(1000, 0, &io, &err), KILN_OK);
+	kiln_io_set_conn_floor(io, floor, slow_ms);
+	lane = kiln_io_lane(io, BURST);
+	assert_non_null(lane);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/call",
+		 (unsigned)p->port);
+	t0 = mono_s();
+	for (i = 0; i < BURST; i++) {
+		struct kiln_http_request *req = calloc(1, sizeof(*req));
+
+		assert_non_null(req);
+		req->url = strdup(url);
+		req->body = strdup("{}");
+		req->body_len = 2;
+		req->connect_timeout_ms = 5000;
+		req->timeout_ms = 20000;
+		req->lane = lane;
+		assert_true(kiln_io_submit(io, req, on_done, &r) > 0);
+	}
+	pthread_mutex_lock(&r.lock);
+	while (r.done < BURST)
+		pthread_cond_wait(&r.all_done, &r.lock);
+	pthread_mutex_unlock(&r.lock);
+	t0 = mono_s() - t0;
+	kiln_io_free(io);
+	assert_int_equal(r.ok, BURST);
+	return t0;
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+static void test_fast_burst_waits_for_free_connections(void **state)
+{
+	struct provider p;
+
+	(void)state;
+	provider_start(&p, 0);
+	/* slow_ms far beyond the run: only the floor may be opened. */
+	burst(&p, 4, 60000);
+	assert_in_range(__atomic_load_n(&p.connections, __ATOMIC_RELAXED), 1,
+			4);
+	MHD_stop_daemon(p.daemon);
+}
+
+static void test_slow_burst_gets_a_connection_per_call(void **state)
+{
+	struct provider p;
+	double took;
+
+	(void)state;
+	provider_start(&p, 400);
+	/* From 4 connections, doubling every 50 ms: all 40 are held at
+	 * once within about 200 ms, so the burst takes one call's time
+	 * and some, not the ten rounds of 4 (4 s) it would at the floor. */
+	took = burst(&p, 4, 50);
+	assert_int_equal(__atomic_load_n(&p.peak, __ATOMIC_RELAXED), BURST);
+	assert_int_equal(__atomic_load_n(&p.connections, __ATOMIC_RELAXED),
+			 BURST);
+	if (took >= 2.0)
+		fail_msg("the burst took %.2f s: the calls did not run at once",
+			 took);
+	MHD_stop_daemon(p.daemon);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fast_burst_waits_for_free_connections),
+		cmocka_unit_test(test_slow_burst_gets_a_connection_per_call),
+	};
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
