@@ -35,13 +35,15 @@
 
 /* A lane opens a new connection for a waiting transfer only while it has
  * fewer than CONN_FLOOR, or once the transfers holding its connections
- * are slow (the oldest in flight for CONN_SLOW_MS); then it may double
- * them once per CONN_SLOW_MS.  Otherwise the transfer waits for one of
- * them to come free.  Why: against a provider that answers at once, a
- * burst of claims opened a connection for each (1,000 in W1) whenever
- * this thread fell behind, and the connects made it fall further behind,
- * while the connections it had came free within a millisecond.  A slow
- * provider still gets one connection per call, CONN_SLOW_MS later. */
+ * are slow (the oldest in flight for CONN_SLOW_MS) while this thread has
+ * time to spare (it slept a quarter of the last CONN_SLOW_MS); then it
+ * may double them once per CONN_SLOW_MS.  Otherwise the transfer waits
+ * for one of them to come free.  Why: against a provider that answers at
+ * once, a burst of claims opened a connection for each (1,000 in W1)
+ * whenever this thread fell behind, and the connects made it fall
+ * further behind, while the connections it had came free within a
+ * millisecond.  A slow provider still gets one connection per call,
+ * CONN_SLOW_MS later per doubling. */
 #define CONN_FLOOR 64
 #define CONN_SLOW_MS 10
 
@@ -112,8 +114,11 @@ struct kiln_io {
 	int64_t conn_slow_ms;    /* CONN_SLOW_MS, or as a test set it */
 	/* When a lane waiting for a connection may open more (-1: none). */
 	int64_t conn_due_ms;
-	/* When this thread last sat idle in epoll_wait (monotonic ms). */
-	int64_t idle_ms;
+	/* The time this thread slept in epoll_wait in the window (of
+	 * conn_slow_ms) that began at window_us, and whether it slept a
+	 * quarter of the last whole window: it has time to spare. */
+	int64_t window_us, window_slept_us;
+	int has_spare_time;
 	/* Aborts that found no transfer: the id may be reserved and about
 	 * to be submitted (kiln_io_new_id), so remember the last few. */
 	uint64_t unfound[64];
@@ -499,13 +504,13 @@ static int has_connection(struct kiln_io *io, struct kiln_io_lane *lane,
 	if (due < lane->cap_raised_ms + io->conn_slow_ms)
 		due = lane->cap_raised_ms + io->conn_slow_ms;
 	/* The calls holding the connections are slow, and not because
-	 * this thread is behind on them (it was idle lately): more. */
-	if (due <= now && now - io->idle_ms <= io->conn_slow_ms) {
+	 * this thread is behind on them (it has time to spare): more. */
+	if (due <= now && io->has_spare_time) {
 		lane->conn_cap = held * 2;
 		lane->cap_raised_ms = now;
 		return 1;
 	}
-	/* Busy: look again after a turn that finds it idle. */
+	/* Busy: look again in a while. */
 	if (due <= now)
 		due = now + 1;
 	if (io->conn_due_ms < 0 || due < io->conn_due_ms)
@@ -821,12 +826,20 @@ static void curl_timeout_if_due(struct kiln_io *io)
 	}
 }
 
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Sleeps until a socket is ready, a timer is due or another thread
  * wakes the loop, then drives the ready sockets. */
 static void wait_and_drive(struct kiln_io *io, int wait_ms)
 {
 	struct epoll_event evs[128];
-	int64_t now = kiln_mono_ms();
+	int64_t now = kiln_mono_ms(), before_us, after_us;
 	int n, i, running;
 
 	if (io->curl_due_ms >= 0 && io->curl_due_ms - now < wait_ms)
@@ -835,13 +848,15 @@ static void wait_and_drive(struct kiln_io *io, int wait_ms)
 	if (io->conn_due_ms >= 0 && io->conn_due_ms - now < wait_ms)
 		wait_ms = io->conn_due_ms > now ? (int)(io->conn_due_ms - now)
 						: 0;
+	before_us = mono_us();
 	n = epoll_wait(io->epfd, evs, sizeof(evs) / sizeof(evs[0]), wait_ms);
-	/* Idle: it waited a while for something to happen. */
-	if (wait_ms > 0) {
-		int64_t after = kiln_mono_ms();
-
-		if (n == 0 || after - now >= 1)
-			io->idle_ms = after;
+	after_us = mono_us();
+	io->window_slept_us += after_us - before_us;
+	if (after_us - io->window_us >= io->conn_slow_ms * 1000) {
+		io->has_spare_time =
+			io->window_slept_us * 4 >= after_us - io->window_us;
+		io->window_us = after_us;
+		io->window_slept_us = 0;
 	}
 	for (i = 0; i < n; i++) {
 		int mask = 0;

@@ -83,8 +83,9 @@ struct kiln_io_lane *kiln_io_lane(struct kiln_io *io, size_t limit);
 
 /* A lane's transfers wait for one of its connections to come free rather
  * than open more than floor (default 64), until the oldest in flight has
- * taken slow_ms (default 10); the lane may then double its connections
- * once per slow_ms.  For tests; call before the first submit. */
+ * taken slow_ms (default 10) while the loop's thread has time to spare;
+ * the lane may then double its connections once per slow_ms.  For tests;
+ * call before the first submit. */
 void kiln_io_set_conn_floor(struct kiln_io *io, size_t floor,
 			    int64_t slow_ms);
 

@@ -132,26 +132,30 @@ static double mono_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Sends BURST POSTs at once on one lane of BURST; returns the seconds
- * until the last answer. */
-static double burst(struct provider *p, size_t floor, int64_t slow_ms)
+/* A loop whose lanes open at most floor connections until calls have
+ * taken slow_ms, and a lane of BURST on it. */
+static struct kiln_io *loop_start(size_t floor, int64_t slow_ms,
+				  struct kiln_io_lane **lane)
 {
-	struct results r = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-			    0, 0};
 	struct kiln_err err = {0};
 	struct kiln_io *io = NULL;
-	struct kiln_io_lane *lane;
-	char url[64];
-	double t0;
-	int i;
 
 	assert_int_equal(kiln_io_start(1000, 0, &io, &err), KILN_OK);
 	kiln_io_set_conn_floor(io, floor, slow_ms);
-	lane = kiln_io_lane(io, BURST);
-	assert_non_null(lane);
+	*lane = kiln_io_lane(io, BURST);
+	assert_non_null(*lane);
+	return io;
+}
+
+/* Sends BURST POSTs at once on lane. */
+static void send_burst(struct kiln_io *io, struct kiln_io_lane *lane,
+		       struct provider *p, struct results *r)
+{
+	char url[64];
+	int i;
+
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/call",
 		 (unsigned)p->port);
-	t0 = mono_s();
 	for (i = 0; i < BURST; i++) {
 		struct kiln_http_request *req = calloc(1, sizeof(*req));
 
@@ -162,16 +166,53 @@ static double burst(struct provider *p, size_t floor, int64_t slow_ms)
 		req->connect_timeout_ms = 5000;
 		req->timeout_ms = 20000;
 		req->lane = lane;
-		assert_true(kiln_io_submit(io, req, on_done, &r) > 0);
+		assert_true(kiln_io_submit(io, req, on_done, r) > 0);
 	}
-	pthread_mutex_lock(&r.lock);
-	while (r.done < BURST)
-		pthread_cond_wait(&r.all_done, &r.lock);
-	pthread_mutex_unlock(&r.lock);
+}
+
+/* Waits for every answer of a burst; all must be 200. */
+static void wait_burst(struct results *r)
+{
+	pthread_mutex_lock(&r->lock);
+	while (r->done < BURST)
+		pthread_cond_wait(&r->all_done, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	assert_int_equal(r->ok, BURST);
+}
+
+/* A burst on a fresh loop; returns the seconds until the last answer. */
+static double burst(struct provider *p, size_t floor, int64_t slow_ms)
+{
+	struct results r = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+			    0, 0};
+	struct kiln_io_lane *lane;
+	struct kiln_io *io = loop_start(floor, slow_ms, &lane);
+	double t0 = mono_s();
+
+	send_burst(io, lane, p, &r);
+	wait_burst(&r);
 	t0 = mono_s() - t0;
 	kiln_io_free(io);
-	assert_int_equal(r.ok, BURST);
 	return t0;
+}
+
+/* A timer that keeps the loop's thread busy until stop is set: 8 ms of
+ * every 9, the loop's other work going on in between. */
+struct spinner {
+	struct kiln_io *io;
+	int stop; /* atomic */
+};
+
+static void spin(void *ctx, int is_shutdown)
+{
+	struct spinner *sp = ctx;
+	double until = mono_s() + 0.008;
+
+	if (is_shutdown || __atomic_load_n(&sp->stop, __ATOMIC_ACQUIRE))
+		return;
+	while (mono_s() < until)
+		;
+	kiln_io_after(sp->io, 1, spin, sp);
 }
 
 /* ---- tests ----------------------------------------------------------- */
@@ -209,11 +250,39 @@ static void test_slow_burst_gets_a_connection_per_call(void **state)
 	MHD_stop_daemon(p.daemon);
 }
 
+static void test_busy_loop_opens_no_more(void **state)
+{
+	struct results r = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+			    0, 0};
+	struct kiln_io_lane *lane;
+	struct kiln_io *io;
+	struct spinner sp = {NULL, 0};
+	struct provider p;
+
+	(void)state;
+	provider_start(&p, 400);
+	io = loop_start(4, 50, &lane);
+	sp.io = io;
+	assert_int_equal(kiln_io_after(io, 0, spin, &sp), 0);
+	send_burst(io, lane, &p, &r);
+	/* Slow calls, but the loop's thread has no time to spare: more
+	 * connections would not be served any sooner. */
+	usleep(300 * 1000);
+	assert_int_equal(__atomic_load_n(&p.connections, __ATOMIC_RELAXED), 4);
+	/* Idle again: the lane grows and the rest run. */
+	__atomic_store_n(&sp.stop, 1, __ATOMIC_RELEASE);
+	wait_burst(&r);
+	assert_true(__atomic_load_n(&p.connections, __ATOMIC_RELAXED) > 4);
+	kiln_io_free(io);
+	MHD_stop_daemon(p.daemon);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fast_burst_waits_for_free_connections),
 		cmocka_unit_test(test_slow_burst_gets_a_connection_per_call),
+		cmocka_unit_test(test_busy_loop_opens_no_more),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
