@@ -1,5 +1,6 @@
 /*
- * clock.c - wall and monotonic clocks in milliseconds, RFC 3339 rendering.
+ * clock.c - wall and monotonic clocks in milliseconds (and monotonic in
+ * microseconds), RFC 3339 rendering.
  */
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,14 @@ int64_t kiln_mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t kiln_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* v (0 <= v < 10^n) as n decimal digits, zero-padded. */

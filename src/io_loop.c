@@ -54,7 +54,7 @@ struct transfer {
 	uint64_t id;
 	CURL *easy;
 	struct kiln_http_response resp;
-	char *refused; /* the address open_public refused, or NULL */
+	char *refused; /* the address open_socket refused, or NULL */
 	size_t body_cap;
 	struct kiln_io_lane *lane;          /* set when it starts */
 	int64_t started_ms;                 /* monotonic */
@@ -826,14 +826,6 @@ static void curl_timeout_if_due(struct kiln_io *io)
 	}
 }
 
-static int64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Sleeps until a socket is ready, a timer is due or another thread
  * wakes the loop, then drives the ready sockets. */
 static void wait_and_drive(struct kiln_io *io, int wait_ms)
@@ -848,9 +840,9 @@ static void wait_and_drive(struct kiln_io *io, int wait_ms)
 	if (io->conn_due_ms >= 0 && io->conn_due_ms - now < wait_ms)
 		wait_ms = io->conn_due_ms > now ? (int)(io->conn_due_ms - now)
 						: 0;
-	before_us = mono_us();
+	before_us = kiln_mono_us();
 	n = epoll_wait(io->epfd, evs, sizeof(evs) / sizeof(evs[0]), wait_ms);
-	after_us = mono_us();
+	after_us = kiln_mono_us();
 	io->window_slept_us += after_us - before_us;
 	if (after_us - io->window_us >= io->conn_slow_ms * 1000) {
 		io->has_spare_time =

@@ -93,14 +93,6 @@ static void leave_writer(struct kiln_store *st)
 	st->holds_writer = 0;
 }
 
-static int64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int writer_exec(struct kiln_store *st, const char *sql)
 {
 	sqlite3_stmt *s = kiln_store_stmt(st, sql, NULL);
@@ -220,7 +212,7 @@ static int commit_group(struct kiln_store *st)
 		if (src != SQLITE_OK && !sqlite3_get_autocommit(writer.db))
 			sqlite3_exec(writer.db, "ROLLBACK", NULL, NULL, NULL);
 	}
-	last_commit_us = mono_us();
+	last_commit_us = kiln_mono_us();
 	sleepers = close_group(&after);
 	leave_writer(st);
 	pthread_mutex_unlock(&writer_lock);
@@ -236,7 +228,7 @@ static int may_defer(int more_coming)
 	return (more_coming ||
 		__atomic_load_n(&waiting_writers, __ATOMIC_SEQ_CST) > 0) &&
 	       group_parts < GROUP_MAX &&
-	       mono_us() - group_started_us <
+	       kiln_mono_us() - group_started_us <
 		       (int64_t)__atomic_load_n(&group_max_ms,
 						__ATOMIC_RELAXED) * 1000;
 }
@@ -256,7 +248,7 @@ static int may_pace(void)
 
 	if (delay <= 0 || group_parts >= GROUP_MAX)
 		return 0;
-	now = mono_us();
+	now = kiln_mono_us();
 	return now - last_commit_us < delay && now - group_started_us < delay;
 }
 
@@ -362,7 +354,7 @@ enum kiln_rc kiln_store_begin(struct kiln_store *st, struct kiln_err *err)
 		}
 		group_open = 1;
 		group_parts = 0;
-		group_started_us = mono_us();
+		group_started_us = kiln_mono_us();
 	}
 	if (writer_exec(st, "SAVEPOINT part") != SQLITE_OK) {
 		rc = kiln_store_fail(st, sqlite3_errcode(writer.db), err);
@@ -615,7 +607,7 @@ static void *pacer_main(void *arg)
 			continue;
 		}
 		due = group_started_us + delay;
-		if (!pacer_stopping && mono_us() < due) {
+		if (!pacer_stopping && kiln_mono_us() < due) {
 			struct timespec until = {
 				(time_t)(due / 1000000),
 				(long)(due % 1000000) * 1000};

@@ -57,6 +57,8 @@ const char *kiln_rc_name(enum kiln_rc rc);
 int64_t kiln_now_ms(void);
 /* Monotonic clock in milliseconds, for timeouts and intervals. */
 int64_t kiln_mono_ms(void);
+/* The monotonic clock in microseconds. */
+int64_t kiln_mono_us(void);
 
 #define KILN_RFC3339_LEN 32
 /* Writes "2022-04-13T15:42:05.901Z" (UTC, milliseconds) into out. */

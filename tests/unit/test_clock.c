@@ -1,7 +1,7 @@
 /*
  * test_clock.c - RFC 3339 times as the API writes and reads them
  * (src/clock.c): milliseconds since the epoch to
- * "YYYY-MM-DDTHH:MM:SS.mmmZ" and back.
+ * "YYYY-MM-DDTHH:MM:SS.mmmZ" and back; the monotonic clock in µs.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -61,11 +61,25 @@ static void test_matches_strftime_and_reads_back(void **state)
 	}
 }
 
+/* The monotonic clock in µs is the one in ms, finer. */
+static void test_mono_us_is_mono_ms_finer(void **state)
+{
+	int64_t before_ms, us, after_ms;
+
+	(void)state;
+	before_ms = kiln_mono_ms();
+	us = kiln_mono_us();
+	after_ms = kiln_mono_ms();
+	assert_in_range(us / 1000, before_ms, after_ms);
+	assert_true(kiln_mono_us() >= us);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_formats_known_instants),
 		cmocka_unit_test(test_matches_strftime_and_reads_back),
+		cmocka_unit_test(test_mono_us_is_mono_ms_finer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
