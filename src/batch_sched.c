@@ -13,6 +13,7 @@
 #include "kiln/batch_sched.h"
 #include "kiln/log.h"
 #include "kiln/store.h"
+#include "kiln/thread_name.h"
 
 /* Executions started per transaction, at most. */
 #define STARTS_PER_TX 32
@@ -156,6 +157,7 @@ enum kiln_rc kiln_batch_sched_start(const struct kiln_config *cfg,
 		return kiln_err_set(err, KILN_EIO, "",
 				    "cannot start the batch scheduler");
 	}
+	kiln_thread_name(s->thread, "kiln-batches");
 	*out = s;
 	return KILN_OK;
 }

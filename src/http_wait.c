@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "kiln/http.h"
+#include "kiln/thread_name.h"
 
 struct waiter {
 	struct MHD_Connection *conn;
@@ -114,6 +115,7 @@ struct kiln_waits *kiln_waits_start(struct kiln_err *err)
 		kiln_err_set(err, KILN_EIO, "", "cannot start a thread");
 		return NULL;
 	}
+	kiln_thread_name(w->timer, "kiln-waits");
 	kiln_store_on_workflow_end(on_ended, w);
 	return w;
 }

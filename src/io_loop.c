@@ -29,6 +29,7 @@
 #include "kiln/io_loop.h"
 #include "kiln/log.h"
 #include "kiln/netcheck.h"
+#include "kiln/thread_name.h"
 
 /* At most this many idle easy handles are kept (a few hundred KiB). */
 #define SPARE_EASY 64
@@ -986,6 +987,7 @@ enum kiln_rc kiln_io_start(size_t max_inflight, size_t idle_connections,
 		free(io);
 		return kiln_err_set(err, KILN_EIO, "", "cannot start I/O thread");
 	}
+	kiln_thread_name(io->thread, "kiln-io");
 	*out = io;
 	return KILN_OK;
 }

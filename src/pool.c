@@ -11,6 +11,7 @@
 #include "kiln/log.h"
 #include "kiln/pool.h"
 #include "kiln/store.h"
+#include "kiln/thread_name.h"
 
 struct job {
 	kiln_job_fn fn;
@@ -97,6 +98,7 @@ enum kiln_rc kiln_pool_start(size_t n, struct kiln_pool **out,
 					    "cannot start worker thread %zu",
 					    i);
 		}
+		kiln_thread_name(pool->threads[i], "kiln-worker");
 	}
 	pool->n_threads = n;
 	*out = pool;

@@ -21,6 +21,7 @@
 
 #include "kiln/log.h"
 #include "kiln/store.h"
+#include "kiln/thread_name.h"
 #include "store_conn.h"
 
 /* How long a restart waits for readers of the WAL while writes are held
@@ -189,6 +190,7 @@ enum kiln_rc kiln_store_checkpointer_start(int interval_ms,
 		return kiln_err_set(err, KILN_EIO, "",
 				    "cannot start the checkpoint thread");
 	}
+	kiln_thread_name(thread, "kiln-checkpoint");
 	running = 1;
 	return KILN_OK;
 }

@@ -36,6 +36,7 @@
 
 #include "kiln/log.h"
 #include "kiln/store.h"
+#include "kiln/thread_name.h"
 #include "store_conn.h"
 
 #define GROUP_MAX 64
@@ -646,6 +647,7 @@ enum kiln_rc kiln_store_pacer_start(int delay_us, struct kiln_err *err)
 		return kiln_err_set(err, KILN_EIO, "",
 				    "cannot start the commit pacer thread");
 	}
+	kiln_thread_name(pacer_thread, "kiln-pacer");
 	pthread_mutex_lock(&writer_lock);
 	while (pacer_ready == 0)
 		pthread_cond_wait(&pacer_started, &writer_lock);

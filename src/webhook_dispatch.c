@@ -22,6 +22,7 @@
 #include "kiln/io_loop.h"
 #include "kiln/log.h"
 #include "kiln/store.h"
+#include "kiln/thread_name.h"
 #include "kiln/utf8.h"
 #include "kiln/webhook_sign.h"
 #include "kiln/webhooks.h"
@@ -466,6 +467,7 @@ enum kiln_rc kiln_webhooks_start(const struct kiln_config *cfg,
 				  "cannot start the webhook dispatcher");
 		goto fail;
 	}
+	kiln_thread_name(w->thread, "kiln-webhooks");
 	w->has_thread = 1;
 	*out = w;
 	return KILN_OK;

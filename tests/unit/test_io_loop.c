@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -277,12 +278,44 @@ static void test_busy_loop_opens_no_more(void **state)
 	MHD_stop_daemon(p.daemon);
 }
 
+/* The loop's thread is named kiln-io, for top -H and gdb. */
+static void test_thread_is_named(void **state)
+{
+	struct kiln_io_lane *lane;
+	struct kiln_io *io = loop_start(4, 50, &lane);
+	char path[300], name[32];
+	int found = 0;
+	FILE *f;
+	DIR *d;
+	struct dirent *e;
+
+	(void)state;
+	d = opendir("/proc/self/task");
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL && !found) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		found = fgets(name, sizeof(name), f) != NULL &&
+			strcmp(name, "kiln-io\n") == 0;
+		fclose(f);
+	}
+	closedir(d);
+	kiln_io_free(io);
+	assert_true(found);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fast_burst_waits_for_free_connections),
 		cmocka_unit_test(test_slow_burst_gets_a_connection_per_call),
 		cmocka_unit_test(test_busy_loop_opens_no_more),
+		cmocka_unit_test(test_thread_is_named),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
