@@ -77,6 +77,7 @@ struct kiln_io_lane {
 	size_t conns, conn_cap;
 	int64_t cap_raised_ms;
 	struct transfer *oldest, *newest; /* in flight, by start */
+	struct kiln_io *io;
 	struct kiln_io_lane *next;
 };
 
@@ -120,6 +121,10 @@ struct kiln_io {
 	 * quarter of the last whole window: it has time to spare. */
 	int64_t window_us, window_slept_us;
 	int has_spare_time;
+	/* By descriptor: whether a socket is in the epoll set and libcurl
+	 * watches it (on_socket). */
+	unsigned char *watch;
+	size_t n_watch;
 	/* Aborts that found no transfer: the id may be reserved and about
 	 * to be submitted (kiln_io_new_id), so remember the last few. */
 	uint64_t unfound[64];
@@ -280,6 +285,40 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 	return n;
 }
 
+/* What the loop knows of a socket, by descriptor (io->watch). */
+enum {
+	WATCH_IN = 1,      /* in the epoll set for EPOLLIN */
+	WATCH_OUT = 2,     /* ... for EPOLLOUT */
+	WATCH_ADDED = 4,   /* in the epoll set */
+	WATCH_WANTED = 8,  /* libcurl watches it */
+};
+
+/* io->watch[s], grown as needed; NULL if out of memory. */
+static unsigned char *watch_of(struct kiln_io *io, curl_socket_t s)
+{
+	if ((size_t)s >= io->n_watch) {
+		size_t n = io->n_watch ? io->n_watch : 1024;
+		unsigned char *grown;
+
+		while (n <= (size_t)s)
+			n *= 2;
+		grown = realloc(io->watch, n);
+		if (grown == NULL)
+			return NULL;
+		memset(grown + io->n_watch, 0, n - io->n_watch);
+		io->watch = grown;
+		io->n_watch = n;
+	}
+	return &io->watch[s];
+}
+
+/* A socket open_socket made, or is about to close, is in no epoll set. */
+static void watch_forget(struct kiln_io *io, curl_socket_t s)
+{
+	if (s >= 0 && (size_t)s < io->n_watch)
+		io->watch[s] = 0;
+}
+
 /* Opens a connection's socket, counted in its lane; for a request with
  * public_only, only to a public address (otherwise the transfer fails
  * with is_refused). */
@@ -301,8 +340,11 @@ static curl_socket_t open_socket(void *p, curlsocktype purpose,
 		return CURL_SOCKET_BAD;
 	}
 	s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-	if (s != CURL_SOCKET_BAD)
+	if (s != CURL_SOCKET_BAD) {
 		t->lane->conns++;
+		/* The number may have been an old socket's. */
+		watch_forget(t->lane->io, s);
+	}
 	return s;
 }
 
@@ -315,6 +357,7 @@ static int close_socket(void *p, curl_socket_t s)
 
 	if (lane->conns > 0)
 		lane->conns--;
+	watch_forget(lane->io, s); /* closing takes it out of the set */
 	return close(s);
 }
 
@@ -768,41 +811,64 @@ static void abandon_all(struct kiln_io *io)
 	pthread_mutex_unlock(&io->lock);
 }
 
-/* libcurl: watch s for what (CURLMOPT_SOCKETFUNCTION).  socketp is
- * non-NULL once s is in the epoll set. */
+/*
+ * libcurl: watch s for what (CURLMOPT_SOCKETFUNCTION).
+ *
+ * A socket libcurl stops watching stays in the epoll set: that is a
+ * connection going back to the cache between two calls, and the next
+ * call on it watches it again, so taking it out and putting it back cost
+ * two epoll_ctl calls per transfer.  Should it become ready meanwhile
+ * (the server closed it), wait_and_drive takes it out then.
+ */
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 		     void *socketp)
 {
 	struct kiln_io *io = userp;
 	struct epoll_event ev = {0};
+	unsigned char *w = watch_of(io, s), bits;
 
 	(void)easy;
+	(void)socketp;
 	if (what == CURL_POLL_REMOVE) {
-		if (socketp != NULL) {
+		if (w != NULL)
+			*w &= (unsigned char)~WATCH_WANTED;
+		else
 			epoll_ctl(io->epfd, EPOLL_CTL_DEL, s, NULL);
-			curl_multi_assign(io->multi, s, NULL);
-		}
 		return 0;
 	}
-	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
-		    ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	bits = (unsigned char)(((what & CURL_POLL_IN) ? WATCH_IN : 0) |
+			       ((what & CURL_POLL_OUT) ? WATCH_OUT : 0));
+	if (w != NULL && (*w & WATCH_ADDED) &&
+	    (*w & (WATCH_IN | WATCH_OUT)) == bits) {
+		*w |= WATCH_WANTED;
+		return 0;
+	}
+	ev.events = ((bits & WATCH_IN) ? EPOLLIN : 0) |
+		    ((bits & WATCH_OUT) ? EPOLLOUT : 0);
 	ev.data.fd = s;
-	if (epoll_ctl(io->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s,
-		      &ev) != 0) {
+	if (epoll_ctl(io->epfd,
+		      w != NULL && (*w & WATCH_ADDED) ? EPOLL_CTL_MOD
+						      : EPOLL_CTL_ADD,
+		      s, &ev) != 0) {
 		int rc = -1;
 
-		/* A descriptor number reused behind our back. */
+		/* Out of step with the epoll set (memory ran out). */
 		if (errno == EEXIST)
 			rc = epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev);
 		else if (errno == ENOENT)
 			rc = epoll_ctl(io->epfd, EPOLL_CTL_ADD, s, &ev);
 		/* Otherwise the transfer ends at its timeout. */
-		if (rc != 0)
+		if (rc != 0) {
 			kiln_log(KILN_LOG_ERROR,
 				 "I/O loop cannot watch socket %d: %s", (int)s,
 				 strerror(errno));
+			if (w != NULL)
+				*w = 0;
+			return 0;
+		}
 	}
-	curl_multi_assign(io->multi, s, io);
+	if (w != NULL)
+		*w = (unsigned char)(bits | WATCH_ADDED | WATCH_WANTED);
 	return 0;
 }
 
@@ -867,6 +933,16 @@ static void wait_and_drive(struct kiln_io *io, int wait_ms)
 			pthread_mutex_lock(&io->lock);
 			io->wake_sent = 0;
 			pthread_mutex_unlock(&io->lock);
+			continue;
+		}
+		if (evs[i].data.fd >= 0 &&
+		    (size_t)evs[i].data.fd < io->n_watch &&
+		    !(io->watch[evs[i].data.fd] & WATCH_WANTED)) {
+			/* An idle connection in libcurl's cache: closed by
+			 * the server, most likely.  libcurl finds out when it
+			 * next picks it; until then, not watched. */
+			epoll_ctl(io->epfd, EPOLL_CTL_DEL, evs[i].data.fd, NULL);
+			io->watch[evs[i].data.fd] = 0;
 			continue;
 		}
 		if (evs[i].events & EPOLLIN)
@@ -941,6 +1017,7 @@ enum kiln_rc kiln_io_start(size_t max_inflight, size_t idle_connections,
 	}
 	io->max_inflight = max_inflight ? max_inflight : 10000;
 	io->unlaned.limit = (size_t)-1;
+	io->unlaned.io = io;
 	io->conn_floor = CONN_FLOOR;
 	io->conn_slow_ms = CONN_SLOW_MS;
 	io->conn_due_ms = -1;
@@ -999,6 +1076,7 @@ struct kiln_io_lane *kiln_io_lane(struct kiln_io *io, size_t limit)
 	if (lane == NULL)
 		return NULL;
 	lane->limit = limit ? limit : 1;
+	lane->io = io;
 	lane->conn_cap = io->conn_floor;
 	pthread_mutex_lock(&io->lock);
 	lane->next = io->lanes;
@@ -1173,6 +1251,7 @@ void kiln_io_free(struct kiln_io *io)
 		free(lane);
 	}
 	free(io->timers);
+	free(io->watch);
 	free(io->aborts);
 	close(io->epfd);
 	close(io->wakefd);

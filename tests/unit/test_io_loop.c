@@ -278,21 +278,18 @@ static void test_busy_loop_opens_no_more(void **state)
 	MHD_stop_daemon(p.daemon);
 }
 
-/* The loop's thread is named kiln-io, for top -H and gdb. */
-static void test_thread_is_named(void **state)
+/* The id of this process's thread named name (+ "\n" as comm has it),
+ * or 0. */
+static long thread_named(const char *name)
 {
-	struct kiln_io_lane *lane;
-	struct kiln_io *io = loop_start(4, 50, &lane);
-	char path[300], name[32];
-	int found = 0;
-	FILE *f;
-	DIR *d;
+	char path[300], comm[32];
+	long tid = 0;
 	struct dirent *e;
+	FILE *f;
+	DIR *d = opendir("/proc/self/task");
 
-	(void)state;
-	d = opendir("/proc/self/task");
 	assert_non_null(d);
-	while ((e = readdir(d)) != NULL && !found) {
+	while (tid == 0 && (e = readdir(d)) != NULL) {
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
@@ -300,13 +297,83 @@ static void test_thread_is_named(void **state)
 		f = fopen(path, "r");
 		if (f == NULL)
 			continue;
-		found = fgets(name, sizeof(name), f) != NULL &&
-			strcmp(name, "kiln-io\n") == 0;
+		if (fgets(comm, sizeof(comm), f) != NULL &&
+		    strncmp(comm, name, strlen(name)) == 0 &&
+		    comm[strlen(name)] == '\n')
+			tid = atol(e->d_name);
 		fclose(f);
 	}
 	closedir(d);
+	return tid;
+}
+
+/* The CPU time thread tid has used, in clock ticks. */
+static long thread_ticks(long tid)
+{
+	char path[64], line[1024], *p;
+	unsigned long utime = 0, stime = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%ld/stat", tid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	p = strrchr(line, ')'); /* past the name, which may hold spaces */
+	assert_non_null(p);
+	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u"
+				       " %*u %*u %lu %lu", &utime, &stime),
+			 2);
+	return (long)(utime + stime);
+}
+
+/* The loop's thread is named kiln-io, for top -H and gdb. */
+static void test_thread_is_named(void **state)
+{
+	struct kiln_io_lane *lane;
+	struct kiln_io *io = loop_start(4, 50, &lane);
+	long tid = thread_named("kiln-io");
+
+	(void)state;
 	kiln_io_free(io);
-	assert_true(found);
+	assert_true(tid > 0);
+}
+
+/* A connection back in the cache stays in the loop's epoll set between
+ * calls; when the server closes it there, the loop takes it out instead
+ * of waking for it again and again, and the next call opens another. */
+static void test_idle_connection_closed_by_server(void **state)
+{
+	struct results r = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+			    0, 0};
+	struct kiln_io_lane *lane;
+	struct kiln_io *io;
+	struct provider p;
+	long tid, before;
+
+	(void)state;
+	provider_start(&p, 0);
+	io = loop_start(4, 50, &lane);
+	tid = thread_named("kiln-io");
+	assert_true(tid > 0);
+	send_burst(io, lane, &p, &r);
+	wait_burst(&r);
+	assert_in_range(__atomic_load_n(&p.connections, __ATOMIC_RELAXED), 1,
+			4);
+	/* The server drops its idle connections. */
+	MHD_stop_daemon(p.daemon);
+	before = thread_ticks(tid);
+	usleep(500 * 1000);
+	if (thread_ticks(tid) - before > sysconf(_SC_CLK_TCK) / 10)
+		fail_msg("the loop's thread used %ld ticks in 0.5 s with only"
+			 " closed connections", thread_ticks(tid) - before);
+	/* A new server on another port: new connections, all answered. */
+	provider_start(&p, 0);
+	r.done = r.ok = 0;
+	send_burst(io, lane, &p, &r);
+	wait_burst(&r);
+	kiln_io_free(io);
+	MHD_stop_daemon(p.daemon);
 }
 
 int main(void)
@@ -316,6 +383,7 @@ int main(void)
 		cmocka_unit_test(test_slow_burst_gets_a_connection_per_call),
 		cmocka_unit_test(test_busy_loop_opens_no_more),
 		cmocka_unit_test(test_thread_is_named),
+		cmocka_unit_test(test_idle_connection_closed_by_server),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
