@@ -2,7 +2,9 @@
  * test_io_loop.c - how the I/O loop shares a lane's connections
  * (src/io_loop.c): a burst against a provider that answers at once waits
  * for the lane's connections to come free instead of opening one per
- * call, and a burst against a slow provider still runs all at once.
+ * call, a burst against a slow provider still runs all at once (but not
+ * while the loop's thread is busy), and a connection the server closes
+ * while it is idle in the cache is dropped from the loop's epoll set.
  *
  * The provider is a libmicrohttpd server in the test process, one thread
  * per connection, that counts the connections it accepts and the
