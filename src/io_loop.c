@@ -723,20 +723,31 @@ static struct timer heap_pop(struct kiln_io *io)
 	return top;
 }
 
-/* Fires due timers; returns ms until the next one (at most max_wait). */
+/* Fires the timers due now that were set before this call; returns ms
+ * until the next one (0: one is due already), at most max_wait.  A timer
+ * set meanwhile waits for the next turn, so one that sets itself again
+ * at once cannot keep the loop from its sockets. */
 static int fire_timers(struct kiln_io *io, int max_wait)
 {
+	uint64_t set_before;
+
+	pthread_mutex_lock(&io->lock);
+	set_before = io->next_seq;
+	pthread_mutex_unlock(&io->lock);
 	for (;;) {
 		int64_t now = kiln_mono_ms();
 		struct timer t;
 
 		pthread_mutex_lock(&io->lock);
-		if (io->n_timers == 0 || io->timers[0].due_ms > now) {
+		if (io->n_timers == 0 || io->timers[0].due_ms > now ||
+		    io->timers[0].seq >= set_before) {
 			int64_t wait = io->n_timers
 					       ? io->timers[0].due_ms - now
 					       : max_wait;
 
 			pthread_mutex_unlock(&io->lock);
+			if (wait < 0)
+				wait = 0;
 			return wait < max_wait ? (int)wait : max_wait;
 		}
 		t = heap_pop(io);

@@ -4,7 +4,8 @@
  * for the lane's connections to come free instead of opening one per
  * call, a burst against a slow provider still runs all at once (but not
  * while the loop's thread is busy), and a connection the server closes
- * while it is idle in the cache is dropped from the loop's epoll set.
+ * while it is idle in the cache is dropped from the loop's epoll set;
+ * and a timer that sets itself again at once starves no transfer.
  *
  * The provider is a libmicrohttpd server in the test process, one thread
  * per connection, that counts the connections it accepts and the
@@ -329,6 +330,57 @@ static long thread_ticks(long tid)
 	return (long)(utime + stime);
 }
 
+/* A timer that sets itself again at once until stop is set. */
+struct rearm {
+	struct kiln_io *io;
+	int stop;  /* atomic */
+	long fired; /* atomic */
+};
+
+static void rearm(void *ctx, int is_shutdown)
+{
+	struct rearm *ra = ctx;
+
+	if (is_shutdown || __atomic_load_n(&ra->stop, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_add_fetch(&ra->fired, 1, __ATOMIC_RELAXED);
+	kiln_io_after(ra->io, 0, rearm, ra);
+}
+
+/* Such a timer fires once a turn and the transfers still run. */
+static void test_timer_set_again_at_once_starves_nothing(void **state)
+{
+	struct results r = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+			    0, 0};
+	struct kiln_io_lane *lane;
+	struct kiln_io *io;
+	struct rearm ra = {NULL, 0, 0};
+	struct provider p;
+	struct timespec until;
+	int done;
+
+	(void)state;
+	provider_start(&p, 0);
+	io = loop_start(64, 10, &lane);
+	ra.io = io;
+	assert_int_equal(kiln_io_after(io, 0, rearm, &ra), 0);
+	send_burst(io, lane, &p, &r);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&r.lock);
+	while (r.done < BURST &&
+	       pthread_cond_timedwait(&r.all_done, &r.lock, &until) == 0)
+		;
+	done = r.done;
+	pthread_mutex_unlock(&r.lock);
+	__atomic_store_n(&ra.stop, 1, __ATOMIC_RELEASE);
+	assert_int_equal(done, BURST);
+	assert_int_equal(r.ok, BURST);
+	assert_true(__atomic_load_n(&ra.fired, __ATOMIC_RELAXED) > 1);
+	kiln_io_free(io);
+	MHD_stop_daemon(p.daemon);
+}
+
 /* The loop's thread is named kiln-io, for top -H and gdb. */
 static void test_thread_is_named(void **state)
 {
@@ -384,6 +436,7 @@ int main(void)
 		cmocka_unit_test(test_fast_burst_waits_for_free_connections),
 		cmocka_unit_test(test_slow_burst_gets_a_connection_per_call),
 		cmocka_unit_test(test_busy_loop_opens_no_more),
+		cmocka_unit_test(test_timer_set_again_at_once_starves_nothing),
 		cmocka_unit_test(test_thread_is_named),
 		cmocka_unit_test(test_idle_connection_closed_by_server),
 	};
