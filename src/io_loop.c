@@ -921,7 +921,11 @@ static void wait_and_drive(struct kiln_io *io, int wait_ms)
 	before_us = kiln_mono_us();
 	n = epoll_wait(io->epfd, evs, sizeof(evs) / sizeof(evs[0]), wait_ms);
 	after_us = kiln_mono_us();
-	io->window_slept_us += after_us - before_us;
+	/* Asleep for at most the timeout: past it, the thread was waiting
+	 * for a CPU, which is no time to spare. */
+	io->window_slept_us += after_us - before_us < (int64_t)wait_ms * 1000
+				       ? after_us - before_us
+				       : (int64_t)wait_ms * 1000;
 	if (after_us - io->window_us >= io->conn_slow_ms * 1000) {
 		io->has_spare_time =
 			io->window_slept_us * 4 >= after_us - io->window_us;
