@@ -59,9 +59,9 @@ struct transfer {
 	size_t body_cap;
 	struct kiln_io_lane *lane;          /* set when it starts */
 	int64_t started_ms;                 /* monotonic */
-	struct transfer *next;              /* queue link */
-	struct transfer *prev_on, *next_on; /* active list links */
-	struct transfer *lane_prev, *lane_next; /* its lane's, oldest first */
+	struct transfer *next; /* queue link */
+	/* In flight: its lane's list, oldest first. */
+	struct transfer *lane_prev, *lane_next;
 };
 
 struct queue {
@@ -107,7 +107,6 @@ struct kiln_io {
 	int epfd, wakefd;
 	int64_t curl_due_ms; /* libcurl's timeout (monotonic), -1 none */
 	struct kiln_io_lane unlaned; /* requests without a lane */
-	struct transfer *active_list;
 	size_t active;
 	size_t max_inflight;
 	size_t idle_connections; /* 0: libcurl's own cache size */
@@ -517,10 +516,6 @@ static void activate(struct kiln_io *io, struct transfer *t)
 	lane->active++;
 	io->active++;
 	size_cache(io);
-	t->next_on = io->active_list;
-	if (io->active_list)
-		io->active_list->prev_on = t;
-	io->active_list = t;
 	t->started_ms = kiln_mono_ms();
 	t->lane_prev = lane->newest;
 	if (lane->newest)
@@ -596,13 +591,6 @@ static void admit(struct kiln_io *io)
 
 static void unlink_active(struct kiln_io *io, struct transfer *t)
 {
-	if (t->prev_on)
-		t->prev_on->next_on = t->next_on;
-	else
-		io->active_list = t->next_on;
-	if (t->next_on)
-		t->next_on->prev_on = t->prev_on;
-	t->prev_on = t->next_on = NULL;
 	if (t->lane_prev)
 		t->lane_prev->lane_next = t->lane_next;
 	else
@@ -636,14 +624,28 @@ static void reap_finished(struct kiln_io *io)
 
 /* ---- aborts ----------------------------------------------------------- */
 
-static void abort_one(struct kiln_io *io, uint64_t id)
+/* The transfer with id in flight on lane, or NULL. */
+static struct transfer *in_flight(struct kiln_io_lane *lane, uint64_t id)
 {
-	struct kiln_io_lane *lane;
 	struct transfer *t;
 
-	for (t = io->active_list; t; t = t->next_on) {
-		if (t->id != id)
-			continue;
+	for (t = lane->oldest; t; t = t->lane_next)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+static void abort_one(struct kiln_io *io, uint64_t id)
+{
+	struct kiln_io_lane *lanes, *lane;
+	struct transfer *t = in_flight(&io->unlaned, id);
+
+	pthread_mutex_lock(&io->lock);
+	lanes = io->lanes;
+	pthread_mutex_unlock(&io->lock);
+	for (lane = lanes; t == NULL && lane; lane = lane->next)
+		t = in_flight(lane, id);
+	if (t) {
 		curl_multi_remove_handle(io->multi, t->easy);
 		unlink_active(io, t);
 		t->resp.is_aborted = 1;
@@ -651,10 +653,7 @@ static void abort_one(struct kiln_io *io, uint64_t id)
 		return;
 	}
 	t = queue_take(&io->unlaned.waiting, id);
-	pthread_mutex_lock(&io->lock);
-	lane = io->lanes;
-	pthread_mutex_unlock(&io->lock);
-	for (; t == NULL && lane; lane = lane->next)
+	for (lane = lanes; t == NULL && lane; lane = lane->next)
 		t = queue_take(&lane->waiting, id);
 	if (t) {
 		t->resp.is_aborted = 1;
@@ -796,17 +795,26 @@ static void abandon_queue(struct kiln_io *io, struct queue *q)
 	}
 }
 
-static void abandon_all(struct kiln_io *io)
+/* Ends the lane's transfers in flight with is_shutdown. */
+static void abandon_in_flight(struct kiln_io *io, struct kiln_io_lane *lane)
 {
-	struct kiln_io_lane *lane;
 	struct transfer *t;
 
-	while ((t = io->active_list) != NULL) {
+	while ((t = lane->oldest) != NULL) {
 		curl_multi_remove_handle(io->multi, t->easy);
 		unlink_active(io, t);
 		t->resp.is_shutdown = 1;
 		report(io, t);
 	}
+}
+
+static void abandon_all(struct kiln_io *io)
+{
+	struct kiln_io_lane *lane;
+
+	abandon_in_flight(io, &io->unlaned);
+	for (lane = io->lanes; lane; lane = lane->next)
+		abandon_in_flight(io, lane);
 	take_incoming(io);
 	abandon_queue(io, &io->unlaned.waiting);
 	for (lane = io->lanes; lane; lane = lane->next)
