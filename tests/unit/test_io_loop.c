@@ -200,23 +200,27 @@ static double burst(struct provider *p, size_t floor, int64_t slow_ms)
 	return t0;
 }
 
-/* A timer that keeps the loop's thread busy until stop is set: 8 ms of
- * every 9, the loop's other work going on in between. */
-struct spinner {
+/* A timer that sets itself again, delay_ms later, until stop is set;
+ * each time it keeps the loop's thread busy for busy_s. */
+struct repeat {
 	struct kiln_io *io;
-	int stop; /* atomic */
+	int64_t delay_ms;
+	double busy_s;
+	int stop;   /* atomic */
+	long fired; /* atomic */
 };
 
-static void spin(void *ctx, int is_shutdown)
+static void repeat_fire(void *ctx, int is_shutdown)
 {
-	struct spinner *sp = ctx;
-	double until = mono_s() + 0.008;
+	struct repeat *rp = ctx;
+	double until = mono_s() + rp->busy_s;
 
-	if (is_shutdown || __atomic_load_n(&sp->stop, __ATOMIC_ACQUIRE))
+	if (is_shutdown || __atomic_load_n(&rp->stop, __ATOMIC_ACQUIRE))
 		return;
+	__atomic_add_fetch(&rp->fired, 1, __ATOMIC_RELAXED);
 	while (mono_s() < until)
 		;
-	kiln_io_after(sp->io, 1, spin, sp);
+	kiln_io_after(rp->io, rp->delay_ms, repeat_fire, rp);
 }
 
 /* ---- tests ----------------------------------------------------------- */
@@ -260,22 +264,23 @@ static void test_busy_loop_opens_no_more(void **state)
 			    0, 0};
 	struct kiln_io_lane *lane;
 	struct kiln_io *io;
-	struct spinner sp = {NULL, 0};
+	/* Busy 8 ms of every 9, the loop's other work going on between. */
+	struct repeat busy = {NULL, 1, 0.008, 0, 0};
 	struct provider p;
 	int while_busy;
 
 	(void)state;
 	provider_start(&p, 400);
 	io = loop_start(4, 50, &lane);
-	sp.io = io;
-	assert_int_equal(kiln_io_after(io, 0, spin, &sp), 0);
+	busy.io = io;
+	assert_int_equal(kiln_io_after(io, 0, repeat_fire, &busy), 0);
 	send_burst(io, lane, &p, &r);
 	/* Slow calls, but the loop's thread has no time to spare: more
 	 * connections would not be served any sooner. */
 	usleep(300 * 1000);
 	while_busy = __atomic_load_n(&p.connections, __ATOMIC_RELAXED);
 	/* Idle again: the lane grows and the rest run. */
-	__atomic_store_n(&sp.stop, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&busy.stop, 1, __ATOMIC_RELEASE);
 	wait_burst(&r);
 	kiln_io_free(io); /* before any assertion can end the test */
 	MHD_stop_daemon(p.daemon);
@@ -332,31 +337,15 @@ static long thread_ticks(long tid)
 	return (long)(utime + stime);
 }
 
-/* A timer that sets itself again at once until stop is set. */
-struct rearm {
-	struct kiln_io *io;
-	int stop;  /* atomic */
-	long fired; /* atomic */
-};
-
-static void rearm(void *ctx, int is_shutdown)
-{
-	struct rearm *ra = ctx;
-
-	if (is_shutdown || __atomic_load_n(&ra->stop, __ATOMIC_ACQUIRE))
-		return;
-	__atomic_add_fetch(&ra->fired, 1, __ATOMIC_RELAXED);
-	kiln_io_after(ra->io, 0, rearm, ra);
-}
-
-/* Such a timer fires once a turn and the transfers still run. */
+/* A timer that sets itself again at once fires once a turn, and the
+ * transfers still run. */
 static void test_timer_set_again_at_once_starves_nothing(void **state)
 {
 	struct results r = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
 			    0, 0};
 	struct kiln_io_lane *lane;
 	struct kiln_io *io;
-	struct rearm ra = {NULL, 0, 0};
+	struct repeat at_once = {NULL, 0, 0.0, 0, 0};
 	struct provider p;
 	struct timespec until;
 	int done;
@@ -364,8 +353,8 @@ static void test_timer_set_again_at_once_starves_nothing(void **state)
 	(void)state;
 	provider_start(&p, 0);
 	io = loop_start(64, 10, &lane);
-	ra.io = io;
-	assert_int_equal(kiln_io_after(io, 0, rearm, &ra), 0);
+	at_once.io = io;
+	assert_int_equal(kiln_io_after(io, 0, repeat_fire, &at_once), 0);
 	send_burst(io, lane, &p, &r);
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 10;
@@ -375,12 +364,12 @@ static void test_timer_set_again_at_once_starves_nothing(void **state)
 		;
 	done = r.done;
 	pthread_mutex_unlock(&r.lock);
-	__atomic_store_n(&ra.stop, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&at_once.stop, 1, __ATOMIC_RELEASE);
 	kiln_io_free(io); /* before any assertion can end the test */
 	MHD_stop_daemon(p.daemon);
 	assert_int_equal(done, BURST);
 	assert_int_equal(r.ok, BURST);
-	assert_true(__atomic_load_n(&ra.fired, __ATOMIC_RELAXED) > 1);
+	assert_true(__atomic_load_n(&at_once.fired, __ATOMIC_RELAXED) > 1);
 }
 
 /* The loop's thread is named kiln-io, for top -H and gdb. */
