@@ -525,15 +525,21 @@ static void activate(struct kiln_io *io, struct transfer *t)
 	lane->newest = t;
 }
 
+/* The connections the lane holds: each transfer in flight holds one, or
+ * is opening one that open_socket has not counted yet; the rest are idle
+ * in libcurl's cache. */
+static size_t lane_held(const struct kiln_io_lane *lane)
+{
+	return lane->active > lane->conns ? lane->active : lane->conns;
+}
+
 /* Whether the lane's next waiting transfer has a connection to start on
  * (CONN_FLOOR): an idle one, or room for one more.  Otherwise notes in
  * io->conn_due_ms when the lane may open more. */
 static int has_connection(struct kiln_io *io, struct kiln_io_lane *lane,
 			  int64_t now)
 {
-	/* Each transfer in flight holds a connection, or is opening one
-	 * that open_socket has not counted yet. */
-	size_t held = lane->active > lane->conns ? lane->active : lane->conns;
+	size_t held = lane_held(lane);
 	int64_t due;
 
 	if (lane->active < lane->conns || held < lane->conn_cap)
@@ -567,8 +573,7 @@ static void admit_lane(struct kiln_io *io, struct kiln_io_lane *lane,
 	/* With nothing left waiting, the cap comes back down to what the
 	 * lane holds: more takes slow calls again. */
 	if (lane->waiting.head == NULL) {
-		size_t held = lane->active > lane->conns ? lane->active
-							 : lane->conns;
+		size_t held = lane_held(lane);
 
 		lane->conn_cap = held > io->conn_floor ? held : io->conn_floor;
 	}
